@@ -1,0 +1,52 @@
+"""occasional: Erlang-style processes for Python, where every process is a real
+Linux process.
+
+The contract is API.md; this module only re-exports it. Map of the package:
+
+- ``occasional.core``: central services (process table, names, links,
+  monitors, connection broker, exit detection), the forkserver, the process
+  context and mailbox, matching, reasons, the wire codec. Internal.
+- ``occasional.sck``: length-prefixed frames and fd passing. Internal.
+- ``occasional.ports``: native executables as processes (public).
+- ``occasional.durable``: journaled processes that replay after a crash (public).
+- ``occasional.cli``: the ``occasional`` command.
+"""
+
+import logging as _logging
+
+from .core.api import (
+    demonitor as demonitor,
+    kill as kill,
+    link as link,
+    monitor as monitor,
+    process_info as process_info,
+    processes as processes,
+    receive as receive,
+    register as register,
+    registered as registered,
+    send as send,
+    slf as slf,
+    spawn as spawn,
+    spawn_link as spawn_link,
+    spawn_monitor as spawn_monitor,
+    trap_exits as trap_exits,
+    unlink as unlink,
+    unregister as unregister,
+    whereis as whereis,
+)
+from .core.errors import NameTaken as NameTaken, NoProcess as NoProcess, ProcessExit as ProcessExit
+from .core.match import ANY as ANY
+from .core.pid import Pid as Pid, Port as Port, Ref as Ref
+from .core.reasons import format_reason as format_reason
+from .core.runtime import run as run, runtime as runtime, start as start, stop as stop
+
+_logging.getLogger("occasional").addHandler(_logging.NullHandler())
+
+__all__ = [
+    "run", "start", "stop", "runtime",
+    "spawn", "spawn_link", "spawn_monitor", "slf", "Pid", "Ref", "Port",
+    "send", "receive", "ANY",
+    "monitor", "demonitor", "link", "unlink", "trap_exits", "kill", "format_reason",
+    "register", "unregister", "whereis", "registered", "processes", "process_info",
+    "ProcessExit", "NoProcess", "NameTaken",
+]  # fmt: skip

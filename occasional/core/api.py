@@ -1,0 +1,305 @@
+"""The process verbs of the contract (API.md sections 2 to 5).
+
+Each function finds the calling process's context, checks its arguments in
+the caller (STYLE.md, "Errors"), and delegates.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from typing import Any
+
+from . import codec
+from . import protocol as P
+from .context import current
+from .errors import NoProcess, ProcessExit
+from .match import compile_match
+from .pid import Pid, Ref
+
+
+def _describe(f: Any) -> str:
+    if isinstance(f, functools.partial):
+        return f"partial({_describe(f.func)})"
+    module = getattr(f, "__module__", None)
+    qualname = getattr(f, "__qualname__", None) or getattr(f, "__name__", None)
+    if qualname is None:
+        qualname = type(f).__qualname__
+    return f"{module}.{qualname}" if module else qualname
+
+
+def _short_name(f: Any) -> str:
+    if isinstance(f, functools.partial):
+        return _short_name(f.func)
+    return getattr(f, "__name__", None) or type(f).__name__
+
+
+def _check_pid(call: str, pid: Any) -> Pid:
+    if not isinstance(pid, Pid):
+        raise TypeError(f"{call}: {pid!r} is not a Pid; pass a pid from spawn(), slf() or whereis()")
+    return pid
+
+
+def _check_name(call: str, name: Any) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{call}: name={name!r} is not a string; names are strings")
+    if not name:
+        raise ValueError(f"{call}: name={name!r} is empty; use a non-empty string")
+    return name
+
+
+def _spawn(call: str, f: Any, args: tuple[Any, ...], name: Any, options: dict[str, Any], link: bool, monitor: bool) -> tuple[Pid, Ref | None]:
+    ctx = current(call)
+    if options:
+        key = next(iter(options))
+        raise TypeError(
+            f"{call} got an unknown option {key!r}; the only option is name=. "
+            "Use functools.partial to pass keyword arguments to the function"
+        )
+    if not callable(f):
+        raise TypeError(f"{call}: {f!r} is not callable; pass a function, lambda, partial or bound method")
+    if name is not None:
+        _check_name(call, name)
+    try:
+        blob = codec.dump_function(f, args)
+    except Exception as e:
+        raise TypeError(f"{call}: cannot serialize {f!r} or its arguments {args!r}: {e}; nothing was started") from e
+    ref = ctx.new_ref() if monitor else None
+    if ref is not None:
+        ctx.monitors[ref] = None
+    title = f"occasional: {name if name is not None else _short_name(f)}"
+    try:
+        reply = ctx.call(P.SPAWN, blob, name, link, ref.owner if ref else None, ref.n if ref else None,
+                         _describe(f), sys.path, title)  # fmt: skip
+    except BaseException:
+        if ref is not None:
+            ctx.monitors.pop(ref, None)
+        raise
+    pid = Pid._make(reply[0], reply[1])
+    if ref is not None:
+        ctx.monitors[ref] = pid
+    return pid, ref
+
+
+def spawn(f: Any, *args: Any, name: str | None = None, **options: Any) -> Pid:
+    """Start ``f(*args)`` in a new Linux process and return its Pid.
+
+    What happens: f and args are serialised here with dill, central asks the
+    forkserver for a child, which is registered as ``name`` (if given) and runs
+    f. Nothing starts if serialising fails.
+
+    Raises:
+        TypeError: f is not callable, or f or an argument cannot be serialised.
+        occasional.NameTaken: ``name`` is held by a live process.
+    """
+    return _spawn("spawn()", f, args, name, options, False, False)[0]
+
+
+def spawn_link(f: Any, *args: Any, name: str | None = None, **options: Any) -> Pid:
+    """spawn + link, atomically: the link exists before f runs."""
+    return _spawn("spawn_link()", f, args, name, options, True, False)[0]
+
+
+def spawn_monitor(f: Any, *args: Any, name: str | None = None, **options: Any) -> tuple[Pid, Ref]:
+    """spawn + monitor, atomically: the DOWN comes even if f ends at once."""
+    pid, ref = _spawn("spawn_monitor()", f, args, name, options, False, True)
+    return pid, ref  # type: ignore[return-value]
+
+
+def slf() -> Pid:
+    """The calling process."""
+    return current("slf()").pid
+
+
+def send(dest: Any, msg: Any) -> None:
+    """Send ``msg`` to a Pid, a Port or a registered name; never blocks.
+
+    Messages from one sender to one receiver arrive in the order sent; a
+    message to a dead Pid is dropped, as in Erlang.
+
+    Raises:
+        occasional.NoProcess: ``dest`` is a name no process holds.
+        TypeError: ``dest`` is not an address, or ``msg`` cannot be serialised
+            (nothing is sent).
+    """
+    ctx = current("send()")
+    if isinstance(dest, Pid):
+        pid_id = dest.id
+    elif type(dest) is str:
+        found = ctx.call(P.WHEREIS, dest)
+        if found is None:
+            raise NoProcess(dest)
+        pid_id = found[0]
+    else:
+        raise TypeError(
+            f"send({dest!r}, ...): {type(dest).__name__} is not an address; "
+            "send to a Pid, a Port or a registered name (str)"
+        )
+    try:
+        payload = codec.dumps(msg)
+    except TypeError as e:
+        raise TypeError(f"send(): {e}; nothing was sent") from e.__cause__
+    ctx.send_bytes(pid_id, payload)
+
+
+def _check_timeout(call: str, timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{call}: timeout={timeout!r} is not a number; give seconds as a number, or None to wait forever")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"{call}: timeout={timeout!r} is negative; use a number >= 0 (0 just looks), or None to wait forever")
+    if math.isinf(timeout):
+        return None
+    return float(timeout)
+
+
+def receive(match: Any = None, timeout: float | None = None) -> Any:
+    """Remove and return the oldest message that ``match`` accepts.
+
+    ``match`` is a predicate or a template (API.md section 3); skipped
+    messages stay in the mailbox, in order. Blocks until one arrives; with
+    ``timeout`` (seconds, 0 = just look) raises TimeoutError if none matched.
+    """
+    ctx = current("receive()")
+    return ctx.receive(compile_match(match), _check_timeout("receive()", timeout))
+
+
+def monitor(pid: Any) -> Ref:
+    """Watch ``pid``: the caller gets ``("DOWN", ref, pid, reason)`` exactly once."""
+    ctx = current("monitor()")
+    _check_pid(f"monitor({pid!r})", pid)
+    ref = ctx.new_ref()
+    ctx.monitors[ref] = pid
+    ctx.tell([P.MONITOR, ref.owner, ref.n, pid.id])
+    return ref
+
+
+def demonitor(ref: Any, flush: bool = False) -> bool:
+    """Stop watching: no DOWN for ``ref`` is delivered after this returns.
+
+    ``flush=True`` also removes one already in the mailbox. Returns whether
+    the monitor was still active.
+    """
+    ctx = current("demonitor()")
+    if not isinstance(ref, Ref):
+        raise TypeError(f"demonitor({ref!r}): not a Ref; pass the ref that monitor() or spawn_monitor() returned")
+    active = ctx.monitors.pop(ref, None) is not None
+    if active:
+        ctx.tell([P.DEMONITOR, ref.owner, ref.n])
+    if flush:
+        mailbox = ctx.mailbox
+        for i, msg in enumerate(mailbox):
+            if type(msg) is tuple and len(msg) == 4 and msg[0] == "DOWN" and msg[1] == ref:
+                del mailbox[i]
+                break
+    return active
+
+
+def link(pid: Any) -> None:
+    """Link the caller and ``pid``, both ways.
+
+    When a linked process ends abnormally its partner is killed with
+    ``("linked", (pid, reason))``, unless the partner traps exits. Linking to
+    a process that has already ended delivers ``("EXIT", pid, ("noproc",
+    None))`` to a trapping caller, and raises ProcessExit with that reason in
+    any other.
+    """
+    ctx = current("link()")
+    _check_pid(f"link({pid!r})", pid)
+    if ctx.call(P.LINK, pid.id):
+        return
+    if ctx.trapping:
+        ctx.mailbox.append(("EXIT", pid, ("noproc", None)))
+        return
+    raise ProcessExit(("noproc", None), pid)
+
+
+def unlink(pid: Any) -> None:
+    """Remove the link between the caller and ``pid`` (if any)."""
+    ctx = current("unlink()")
+    _check_pid(f"unlink({pid!r})", pid)
+    ctx.call(P.UNLINK, pid.id)
+
+
+def trap_exits(flag: bool = True) -> bool:
+    """While set, ends of linked processes arrive as ``("EXIT", pid, reason)``.
+
+    Returns the previous flag.
+    """
+    ctx = current("trap_exits()")
+    if not isinstance(flag, bool):
+        raise TypeError(f"trap_exits({flag!r}): the flag is True or False")
+    old = ctx.call(P.TRAP, flag)
+    ctx.trapping = flag
+    return bool(old)
+
+
+def kill(pid: Any, why: Any = "killed") -> None:
+    """End ``pid`` unconditionally (SIGKILL to its process group).
+
+    Its reason is ``("killed", why)``.
+    """
+    ctx = current("kill()")
+    _check_pid(f"kill({pid!r})", pid)
+    try:
+        why_bytes = codec.dumps(why)
+    except TypeError as e:
+        raise TypeError(f"kill(): why={why!r} cannot be serialized: {e}") from e
+    ctx.call(P.KILL, pid.id, why_bytes)
+
+
+def register(name: Any, pid: Any = None) -> None:
+    """Register ``pid`` (default: the caller) as ``name``.
+
+    Raises:
+        occasional.NameTaken: a live process holds the name.
+        TypeError: the name is not a string.
+    """
+    ctx = current("register()")
+    _check_name(f"register({name!r})", name)
+    target = ctx.pid if pid is None else _check_pid(f"register({name!r}, {pid!r})", pid)
+    ctx.call(P.REGISTER, name, target.id)
+
+
+def unregister(name: Any) -> None:
+    """Free ``name``. Raises ValueError if no process holds it."""
+    ctx = current("unregister()")
+    _check_name(f"unregister({name!r})", name)
+    ctx.call(P.UNREGISTER, name)
+
+
+def whereis(name: Any) -> Pid | None:
+    """The process registered as ``name``, or None."""
+    ctx = current("whereis()")
+    _check_name(f"whereis({name!r})", name)
+    found = ctx.call(P.WHEREIS, name)
+    return None if found is None else Pid._make(found[0], found[1])
+
+
+def registered() -> list[str]:
+    """Every registered name, sorted."""
+    return list(current("registered()").call(P.REGISTERED))
+
+
+def processes() -> list[Pid]:
+    """The live processes of the runtime."""
+    return [Pid._make(i, o) for i, o in current("processes()").call(P.PROCESSES)]
+
+
+def process_info(pid: Any) -> dict[str, Any] | None:
+    """What the runtime knows of a live process, or None if it has ended.
+
+    Keys: ``os_pid``, ``name``, ``function``, ``links``, ``monitors`` (the
+    processes it monitors), ``monitored_by``, ``trap_exits``, ``started_at``
+    (a ``time.time()`` value), ``rss_bytes``.
+    """
+    ctx = current("process_info()")
+    _check_pid(f"process_info({pid!r})", pid)
+    info = ctx.call(P.INFO, pid.id)
+    if info is None:
+        return None
+    for key in ("links", "monitors", "monitored_by"):
+        info[key] = [Pid._make(i, o) for i, o in info[key]]
+    return info  # type: ignore[no-any-return]

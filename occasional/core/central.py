@@ -1,0 +1,777 @@
+"""Central services: the process table, names, links, monitors, the
+connection broker and exit detection, on one uvloop event loop.
+
+Started by the interpreter that starts a runtime (``python -m
+occasional.core.central``); it forks the forkserver before anything else, so
+that one is a clean interpreter. Every process holds one Unix socket to
+central. A process has ended when central has its wait status, or has seen
+EOF on its socket after it reported its reason (ARCHITECTURE.md, "Central
+services"). Central never unpickles user data: user values cross it as bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from typing import Any, Callable
+
+import msgpack
+
+from ..sck.fdpass import recv_with_fds, send_with_fds
+from ..sck.frame import HEADER, Decoder, FrameError
+from . import protocol as P
+from .reasons import reason_from_status
+from .titles import set_title
+
+log = logging.getLogger("occasional.core")
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_RECV = 1 << 18
+_STOP_REASON = ["killed", _packb("runtime stopped")]
+
+
+def _frame(msg: list[Any]) -> bytes:
+    payload = _packb(msg)
+    return HEADER.pack(len(payload)) + payload
+
+
+class Conn:
+    """Central's end of one socket: framed reads, buffered non-blocking writes."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        on_frame: Callable[[list[Any]], None],
+        on_eof: Callable[[str | None], None],
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        sock.setblocking(False)
+        self.fd = sock.fileno()
+        self.dec = Decoder()
+        self.fds: deque[int] = deque()
+        self.out: deque[tuple[bytes | memoryview, list[int]]] = deque()
+        self.on_frame = on_frame
+        self.on_eof = on_eof
+        self.closed = False
+        self.eof = False
+        loop.add_reader(self.fd, self.read)
+
+    def read(self) -> None:
+        if self.eof:
+            return
+        try:
+            data = recv_with_fds(self.sock, _RECV, self.fds)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._eof(None)
+            return
+        try:
+            frames = self.dec.feed(data)
+        except FrameError as e:
+            self._eof(str(e))
+            return
+        for frame in frames:
+            try:
+                msg = _unpackb(frame, raw=False, strict_map_key=False)
+            except Exception as e:
+                self._eof(f"a control frame is not msgpack ({e})")
+                return
+            if type(msg) is not list or not msg:
+                self._eof(f"a control frame is not a list: {msg!r}")
+                return
+            self.on_frame(msg)
+            if self.eof:
+                return
+
+    def drain(self) -> None:
+        """Read everything already in the socket (before acting on a wait status)."""
+        while not self.eof and not self.closed:
+            try:
+                peek = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                peek = b""
+            if not peek:
+                self._eof(None)
+                return
+            self.read()
+
+    def _eof(self, error: str | None) -> None:
+        self.eof = True
+        self.loop.remove_reader(self.fd)
+        if error is None:
+            try:
+                self.dec.close()
+            except FrameError as e:
+                error = str(e)
+        self.on_eof(error)
+
+    def send(self, msg: list[Any], fds: list[int] | None = None) -> None:
+        if self.closed:
+            if fds:
+                for fd in fds:
+                    os.close(fd)
+            return
+        data = _frame(msg)
+        if self.out or fds:
+            self.out.append((data, fds or []))
+            self._flush()
+            return
+        try:
+            sent = self.sock.send(data, socket.MSG_NOSIGNAL)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return
+        if sent < len(data):
+            self.out.append((memoryview(data)[sent:], []))
+            self.loop.add_writer(self.fd, self._flush)
+
+    def _flush(self) -> None:
+        out = self.out
+        try:
+            while out:
+                data, fds = out[0]
+                if fds:
+                    sent = send_with_fds(self.sock, data, fds)
+                    for fd in fds:
+                        os.close(fd)
+                    out[0] = (data, [])
+                else:
+                    sent = self.sock.send(data, socket.MSG_NOSIGNAL)
+                if sent < len(data):
+                    out[0] = (memoryview(data)[sent:], [])
+                    break
+                out.popleft()
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._drop_output()
+            return
+        if out:
+            self.loop.add_writer(self.fd, self._flush)
+        else:
+            self.loop.remove_writer(self.fd)
+
+    def _drop_output(self) -> None:
+        for _data, fds in self.out:
+            for fd in fds:
+                os.close(fd)
+        self.out.clear()
+        self.loop.remove_writer(self.fd)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if not self.eof:
+            self.loop.remove_reader(self.fd)
+        self._drop_output()
+        self.sock.close()
+        while self.fds:
+            os.close(self.fds.popleft())
+
+
+class Proc:
+    """One row of the process table."""
+
+    __slots__ = (
+        "id", "os_pid", "conn", "name", "function", "title", "links", "monitored_by",
+        "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
+        "hidden", "own_group", "owner", "spawn_reply", "finalized",
+    )  # fmt: skip
+
+    def __init__(self, id: int, function: str, title: str) -> None:
+        self.id = id
+        self.os_pid: int | None = None
+        self.conn: Conn | None = None
+        self.name: str | None = None
+        self.function = function
+        self.title = title
+        self.links: set[int] = set()
+        self.monitored_by: dict[tuple[int, int], int] = {}  # ref -> watcher id
+        self.monitoring: dict[tuple[int, int], int] = {}  # ref -> watched id
+        self.trapping = False
+        self.started_at = time.time()
+        self.reported: list[Any] | None = None
+        self.kill_reason: list[Any] | None = None
+        self.status: int | None = None
+        self.hidden = False
+        self.own_group = True
+        self.owner = False
+        self.spawn_reply: tuple[Proc, int] | None = None
+        self.finalized = False
+
+
+class Central:
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner_sock: socket.socket, owner_pid: int,
+                 hidden_owner: bool, fs_sock: socket.socket, fs_pid: int) -> None:
+        self.loop = loop
+        self.procs: dict[int, Proc] = {}
+        self.by_os_pid: dict[int, Proc] = {}
+        self.names: dict[str, int] = {}
+        self.next_id = 0
+        self.fs_pid = fs_pid
+        self.fs_lost: str | None = None
+        self.stopping = False
+        self.stopped = loop.create_future()
+        self.fs = Conn(loop, fs_sock, self._on_forkserver, self._on_forkserver_eof)
+        self.fs_pidfd = -1
+        owner = self._new_proc("<owner>", "occasional: owner")
+        owner.os_pid = owner_pid
+        owner.own_group = False
+        owner.owner = True
+        owner.hidden = hidden_owner
+        self.by_os_pid[owner_pid] = owner
+        self._attach(owner, owner_sock)
+        owner.conn.send([P.READY, owner.id, owner_pid])  # type: ignore[union-attr]
+        self.ops: dict[int, Callable[[Proc, list[Any]], None]] = {
+            P.SPAWN: self.op_spawn, P.CONNECT: self.op_connect, P.MONITOR: self.op_monitor,
+            P.DEMONITOR: self.op_demonitor, P.LINK: self.op_link, P.UNLINK: self.op_unlink,
+            P.TRAP: self.op_trap, P.KILL: self.op_kill, P.REGISTER: self.op_register,
+            P.UNREGISTER: self.op_unregister, P.WHEREIS: self.op_whereis,
+            P.REGISTERED: self.op_registered, P.PROCESSES: self.op_processes, P.INFO: self.op_info,
+            P.EXIT: self.op_exit, P.STOP: self.op_stop,
+        }  # fmt: skip
+
+    # -- table -------------------------------------------------------------------
+
+    def _new_proc(self, function: str, title: str) -> Proc:
+        self.next_id += 1
+        p = Proc(self.next_id, function, title)
+        self.procs[p.id] = p
+        return p
+
+    def _attach(self, p: Proc, sock: socket.socket) -> None:
+        def on_frame(msg: list[Any]) -> None:
+            handler = self.ops.get(msg[0])
+            if handler is None:
+                log.warning("process %s sent an unknown control frame %r; closing its connection", p.id, msg[0])
+                p.conn.close()  # type: ignore[union-attr]
+                self._kill(p, ["killed", _packb(f"sent an unknown control frame {msg[0]!r}")])
+                return
+            try:
+                handler(p, msg)
+            except Exception as e:  # a malformed request ends that process, never central
+                log.exception("bad request from process %s: %r", p.id, msg[:2])
+                self._kill(p, ["killed", _packb(f"sent a malformed request: {e}")])
+
+        def on_eof(error: str | None) -> None:
+            if error:
+                log.warning("process %s broke its connection to central: %s", p.id, error)
+            self._maybe_finalize(p)
+
+        p.conn = Conn(self.loop, sock, on_frame, on_eof)
+
+    def _pid(self, p: Proc) -> list[int]:
+        return [p.id, p.os_pid or 0]
+
+    def _reply(self, p: Proc, req: int, value: Any) -> None:
+        if p.conn is not None:
+            p.conn.send([P.REPLY, req, True, value])
+
+    def _error(self, p: Proc, req: int, name: str, *args: Any) -> None:
+        if p.conn is not None:
+            p.conn.send([P.REPLY, req, False, [name, *args]])
+
+    def _live(self, pid_id: Any) -> Proc | None:
+        p = self.procs.get(pid_id) if type(pid_id) is int else None
+        if p is None or p.finalized:
+            return None
+        return p
+
+    # -- requests ------------------------------------------------------------------
+
+    def op_spawn(self, p: Proc, msg: list[Any]) -> None:
+        _, req, blob, name, link, mon_owner, mon_n, function, sys_path, title = msg
+        if self.fs_lost is not None:
+            self._error(p, req, "RuntimeError", f"cannot spawn: {self.fs_lost}; start a new runtime")
+            return
+        if self.stopping:
+            self._error(p, req, "RuntimeError", "cannot spawn: the runtime is stopping")
+            return
+        if name is not None and name in self.names:
+            self._error(p, req, "NameTaken", name)
+            return
+        child = self._new_proc(function, title)
+        if name is not None:
+            child.name = name
+            self.names[name] = child.id
+        if link:
+            child.links.add(p.id)
+            p.links.add(child.id)
+        if mon_owner is not None:
+            ref = (mon_owner, mon_n)
+            child.monitored_by[ref] = p.id
+            p.monitoring[ref] = child.id
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._attach(child, mine)
+        child.spawn_reply = (p, req)
+        self.fs.send([P.FORK, child.id, blob, sys_path, title], [theirs.detach()])
+
+    def op_connect(self, p: Proc, msg: list[Any]) -> None:
+        target = self._live(msg[1])
+        if target is None or target.conn is None or target.os_pid is None:
+            p.conn.send([P.PEER_DEAD, msg[1]])  # type: ignore[union-attr]
+            return
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Both ends go out in this one step, so both processes see their
+        # sockets for one another in the same order (see Context._add_peer).
+        p.conn.send([P.PEER, target.id, target.os_pid], [a.detach()])  # type: ignore[union-attr]
+        target.conn.send([P.PEER, p.id, p.os_pid], [b.detach()])
+
+    def op_monitor(self, p: Proc, msg: list[Any]) -> None:
+        _, owner, n, target_id = msg
+        target = self._live(target_id)
+        if target is None:
+            os_pid = self.procs[target_id].os_pid if target_id in self.procs else 0
+            p.conn.send([P.DOWN, owner, n, target_id, os_pid or 0, ["noproc", _packb(None)]])  # type: ignore[union-attr]
+            return
+        target.monitored_by[(owner, n)] = p.id
+        p.monitoring[(owner, n)] = target.id
+
+    def op_demonitor(self, p: Proc, msg: list[Any]) -> None:
+        ref = (msg[1], msg[2])
+        target_id = p.monitoring.pop(ref, None)
+        if target_id is not None and target_id in self.procs:
+            self.procs[target_id].monitored_by.pop(ref, None)
+
+    def op_link(self, p: Proc, msg: list[Any]) -> None:
+        _, req, target_id = msg
+        target = self._live(target_id)
+        if target is None:
+            self._reply(p, req, False)
+            return
+        if target is not p:
+            target.links.add(p.id)
+            p.links.add(target.id)
+        self._reply(p, req, True)
+
+    def op_unlink(self, p: Proc, msg: list[Any]) -> None:
+        _, req, target_id = msg
+        p.links.discard(target_id)
+        if target_id in self.procs:
+            self.procs[target_id].links.discard(p.id)
+        self._reply(p, req, None)
+
+    def op_trap(self, p: Proc, msg: list[Any]) -> None:
+        _, req, flag = msg
+        old = p.trapping
+        p.trapping = bool(flag)
+        self._reply(p, req, old)
+
+    def op_kill(self, p: Proc, msg: list[Any]) -> None:
+        _, req, target_id, why = msg
+        target = self._live(target_id)
+        if target is not None:
+            self._kill(target, ["killed", why])
+        self._reply(p, req, None)
+
+    def op_register(self, p: Proc, msg: list[Any]) -> None:
+        _, req, name, target_id = msg
+        target = self._live(target_id)
+        if target is None:
+            self._error(p, req, "ValueError", f"register({name!r}, ...): the process is not alive; only a live process can hold a name")
+            return
+        holder = self.names.get(name)
+        if holder is not None:
+            self._error(p, req, "NameTaken", name)
+            return
+        if target.name is not None:
+            self._error(p, req, "ValueError", f"register({name!r}, ...): the process is already registered as {target.name!r}; unregister it first")
+            return
+        target.name = name
+        self.names[name] = target.id
+        self._reply(p, req, None)
+
+    def op_unregister(self, p: Proc, msg: list[Any]) -> None:
+        _, req, name = msg
+        holder = self.names.pop(name, None)
+        if holder is None:
+            self._error(p, req, "ValueError", f"unregister({name!r}): no process is registered under that name")
+            return
+        self.procs[holder].name = None
+        self._reply(p, req, None)
+
+    def op_whereis(self, p: Proc, msg: list[Any]) -> None:
+        _, req, name = msg
+        holder = self.names.get(name)
+        self._reply(p, req, None if holder is None else self._pid(self.procs[holder]))
+
+    def op_registered(self, p: Proc, msg: list[Any]) -> None:
+        self._reply(p, msg[1], sorted(self.names))
+
+    def op_processes(self, p: Proc, msg: list[Any]) -> None:
+        self._reply(p, msg[1], [self._pid(q) for q in self.procs.values()
+                                if not q.hidden and not q.finalized and q.os_pid is not None])
+
+    def op_info(self, p: Proc, msg: list[Any]) -> None:
+        _, req, target_id = msg
+        q = self._live(target_id)
+        if q is None or q.hidden or q.os_pid is None:
+            self._reply(p, req, None)
+            return
+        self._reply(p, req, {
+            "os_pid": q.os_pid,
+            "name": q.name,
+            "function": q.function,
+            "links": [self._pid(self.procs[i]) for i in sorted(q.links) if i in self.procs],
+            "monitors": [self._pid(self.procs[i]) for i in q.monitoring.values() if i in self.procs],
+            "monitored_by": [self._pid(self.procs[i]) for i in q.monitored_by.values() if i in self.procs],
+            "trap_exits": q.trapping,
+            "started_at": q.started_at,
+            "rss_bytes": _rss(q.os_pid),
+        })  # fmt: skip
+
+    def op_exit(self, p: Proc, msg: list[Any]) -> None:
+        _, kind, detail = msg
+        if p.reported is None:
+            p.reported = [kind, detail]
+
+    def op_stop(self, p: Proc, msg: list[Any]) -> None:
+        if not p.owner:
+            self._error(p, msg[1], "RuntimeError", "only the interpreter that started the runtime can stop it")
+            return
+        self.loop.create_task(self.shutdown(lambda: self._reply(p, msg[1], None)))
+
+    # -- exits ---------------------------------------------------------------------
+
+    def _kill(self, p: Proc, reason: list[Any]) -> None:
+        if p.finalized:
+            return
+        if p.kill_reason is None:
+            p.kill_reason = reason
+        if p.os_pid is None:
+            return  # killed at FORKED
+        _sigkill(p.os_pid, p.own_group)
+
+    def _maybe_finalize(self, p: Proc) -> None:
+        if p.finalized or p.os_pid is None:
+            return
+        eof = p.conn is None or p.conn.eof
+        if p.status is None and not (eof and p.reported is not None) and not (eof and p.owner):
+            return
+        if p.conn is not None and not p.conn.eof:
+            p.conn.drain()  # a report may still be in the socket
+            if p.finalized:
+                return
+        if p.reported is not None:
+            reason = p.reported
+        elif p.kill_reason is not None:
+            reason = p.kill_reason
+        elif p.status is not None:
+            kind, detail = reason_from_status(p.status)
+            reason = [kind, _packb(detail)]
+        else:
+            reason = ["killed", _packb("its connection to central closed")]
+        self._finalize(p, reason)
+
+    def _finalize(self, p: Proc, reason: list[Any]) -> None:
+        p.finalized = True
+        del self.procs[p.id]
+        if self.by_os_pid.get(p.os_pid) is p:  # type: ignore[arg-type]
+            del self.by_os_pid[p.os_pid]  # type: ignore[arg-type]
+        # Free the name before any DOWN goes out: whoever sees the DOWN and
+        # asks whereis() finds it free (issue 3).
+        if p.name is not None and self.names.get(p.name) == p.id:
+            del self.names[p.name]
+        if p.conn is not None:
+            p.conn.close()
+        pid = self._pid(p)
+        for (owner, n), watcher_id in p.monitored_by.items():
+            w = self.procs.get(watcher_id)
+            if w is not None and w.conn is not None:
+                w.monitoring.pop((owner, n), None)
+                w.conn.send([P.DOWN, owner, n, pid[0], pid[1], reason])
+        for ref, watched_id in p.monitoring.items():
+            q = self.procs.get(watched_id)
+            if q is not None:
+                q.monitored_by.pop(ref, None)
+        normal = reason[0] == "ok"
+        for lid in sorted(p.links):
+            q = self.procs.get(lid)
+            if q is None:
+                continue
+            q.links.discard(p.id)
+            if q.trapping:
+                if q.conn is not None:
+                    q.conn.send([P.EXIT_SIGNAL, pid[0], pid[1], reason])
+            elif not normal:
+                self._kill(q, ["linked", [pid[0], pid[1], reason]])
+        if p.owner and not self.stopping:
+            # The interpreter that owns the runtime is gone: nothing may outlive it.
+            self.loop.create_task(self.shutdown(None))
+        self._check_stopped()
+
+    # -- forkserver --------------------------------------------------------------------
+
+    def _on_forkserver(self, msg: list[Any]) -> None:
+        op = msg[0]
+        if op == P.FORKED:
+            _, pid_id, os_pid = msg
+            p = self.procs.get(pid_id)
+            if p is None:
+                return
+            p.os_pid = os_pid
+            self.by_os_pid[os_pid] = p
+            if p.spawn_reply is not None:
+                parent, req = p.spawn_reply
+                p.spawn_reply = None
+                if not parent.finalized:
+                    self._reply(parent, req, [p.id, os_pid])
+            if p.kill_reason is not None:
+                _sigkill(os_pid, True)
+            self._maybe_finalize(p)
+        elif op == P.REAPED:
+            _, os_pid, status = msg
+            p = self.by_os_pid.get(os_pid)
+            if p is not None:
+                p.status = status
+                self._maybe_finalize(p)
+        elif op == P.FORK_FAILED:
+            _, pid_id, error = msg
+            p = self.procs.get(pid_id)
+            if p is not None:
+                if p.spawn_reply is not None:
+                    parent, req = p.spawn_reply
+                    p.spawn_reply = None
+                    self._error(parent, req, "RuntimeError", f"cannot spawn: {error}")
+                p.os_pid = 0
+                self._finalize(p, ["noproc", _packb(None)])
+
+    def _on_forkserver_eof(self, error: str | None) -> None:
+        if not self.stopping:
+            self.loop.call_soon(self._forkserver_lost)
+
+    def _forkserver_lost(self, status: int | None = None) -> None:
+        if self.fs_lost is not None or self.stopping:
+            return
+        if status is None:
+            status = _wait_for(self.fs_pid, 1.0)
+        how = "unknown status" if status is None else _describe_status(status)
+        self.fs_lost = f"the runtime's forkserver ended ({how})"
+        log.error("%s; ending every process of the runtime", self.fs_lost)
+        # Every user process dies with it (their death signal); the reason says
+        # why, rather than inventing a status (STYLE.md, "Errors").
+        reason = ["killed", _packb(self.fs_lost)]
+        for p in list(self.procs.values()):
+            if p.owner or p.finalized:
+                continue
+            if p.os_pid is not None:
+                _sigkill(p.os_pid, p.own_group)
+            else:
+                p.os_pid = 0
+            self._finalize(p, reason)
+
+    def reap_periodically(self) -> None:
+        self.on_sigchld()
+        if not self.stopping:
+            self.loop.call_later(0.5, self.reap_periodically)
+
+    def on_sigchld(self) -> None:
+        # Central is a child subreaper: orphans of user processes, and user
+        # processes themselves once the forkserver is gone, are reaped here.
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.fs_pid:
+                self.fs_pid = -1
+                self.loop.remove_reader(self.fs_pidfd)
+                if not self.stopping:
+                    self._forkserver_lost(status)
+                self._check_stopped()
+                continue
+            p = self.by_os_pid.get(pid)
+            if p is not None and p.status is None:
+                p.status = status
+                self._maybe_finalize(p)
+
+    # -- stop -----------------------------------------------------------------------------
+
+    async def shutdown(self, done: Callable[[], None] | None) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        for p in list(self.procs.values()):
+            if not p.owner:
+                self._kill(p, _STOP_REASON)
+        deadline = time.monotonic() + 3.0
+        while any(not p.owner for p in self.procs.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        for p in list(self.procs.values()):
+            if not p.owner:
+                p.os_pid = p.os_pid or 0
+                self._finalize(p, _STOP_REASON)
+        # The forkserver exits when its socket closes; anything left of it is killed.
+        self.fs.close()
+        if self.fs_pidfd >= 0:
+            self.loop.remove_reader(self.fs_pidfd)
+        if self.fs_pid > 0:
+            if _wait_for(self.fs_pid, 1.0) is None:
+                _sigkill(self.fs_pid, False)
+                _wait_for(self.fs_pid, 1.0)
+            self.fs_pid = -1
+        _kill_and_reap_children()
+        if done is not None:
+            done()
+        self._check_stopped()
+        if not self.stopped.done():
+            self.stopped.set_result(None)
+
+    def _check_stopped(self) -> None:
+        pass
+
+
+def _sigkill(os_pid: int, group: bool) -> None:
+    if os_pid <= 0:
+        return
+    try:
+        if group:
+            os.killpg(os_pid, signal.SIGKILL)
+            return
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        os.kill(os_pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_for(pid: int, timeout: float) -> int | None:
+    """waitpid with a deadline; the status, or None if still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if got == pid:
+            return status
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.001)
+
+
+def _describe_status(status: int) -> str:
+    kind, detail = reason_from_status(status)
+    return f"killed by {detail}" if kind == "signal" else f"exit status {detail}"
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return pids
+
+
+def _kill_and_reap_children() -> None:
+    """Kill and reap every child central still has (orphans it adopted)."""
+    for _ in range(50):
+        kids = _children()
+        if not kids:
+            break
+        for pid in kids:
+            _sigkill(pid, False)
+        for pid in kids:
+            _wait_for(pid, 0.2)
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _rss(os_pid: int) -> int | None:
+    try:
+        with open(f"/proc/{os_pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def main(argv: list[str]) -> None:
+    owner_fd, owner_pid, hidden = int(argv[0]), int(argv[1]), argv[2] == "1"
+    import prctl
+
+    # Nothing outlives the interpreter that started the runtime: central dies
+    # with it, the forkserver with central, and every process with the forkserver.
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != owner_pid:
+        os._exit(0)
+    prctl.set_child_subreaper(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    owner_sock = socket.socket(fileno=owner_fd)
+    fs_sock, fs_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    me = os.getpid()
+    fs_pid = os.fork()
+    if fs_pid == 0:
+        try:
+            owner_sock.close()
+            fs_sock.close()
+            from .forkserver import serve
+
+            serve(fs_theirs, me)
+        finally:
+            os._exit(70)
+    fs_theirs.close()
+    set_title("occasional: central")
+    _raise_fd_limit()
+
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    central = Central(loop, owner_sock, owner_pid, hidden, fs_sock, fs_pid)
+    # uvloop keeps SIGCHLD for itself: a pidfd tells at once when the
+    # forkserver ends, and a slow timer reaps orphans central adopted.
+    central.fs_pidfd = os.pidfd_open(fs_pid)
+    loop.add_reader(central.fs_pidfd, central.on_sigchld)
+    central.reap_periodically()
+    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(central.shutdown(None)))
+    loop.run_until_complete(central.stopped)
+    # Let the last replies reach their sockets before the process exits.
+    owner = [p for p in central.procs.values() if p.owner]
+    for p in owner:
+        if p.conn is not None and p.conn.out:
+            p.conn.sock.setblocking(True)
+            for data, _fds in p.conn.out:
+                try:
+                    p.conn.sock.sendall(data)
+                except OSError:
+                    break
+    os._exit(0)
+
+
+def _raise_fd_limit() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

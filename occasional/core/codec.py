@@ -1,0 +1,177 @@
+"""The wire format of messages: msgpack with extension types.
+
+msgpack carries None, bool, int, float, str, bytes, list and dict natively.
+``strict_types`` sends every other type (tuple, subclasses such as IntEnum,
+big ints) through ``_default``, which gives the types of API.md section 3
+their own extension so that they round-trip exactly (a tuple stays a tuple),
+and falls back to ``dill`` for any other object. Functions travel only with
+dill (ARCHITECTURE.md, "Wire format").
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from types import ModuleType
+from typing import Any
+
+import dill
+import msgpack
+
+from .pid import Pid, Port, Ref
+from .reasons import TRACEBACK_ATTR
+
+EXT_TUPLE = 1
+EXT_SET = 2
+EXT_FROZENSET = 3
+EXT_PID = 4
+EXT_REF = 5
+EXT_PORT = 6
+EXT_EXCEPTION = 7
+EXT_DILL = 8
+EXT_BIGINT = 9
+
+_ExtType = msgpack.ExtType
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_dill_loads = dill.loads
+_save_module_by_value = dill.Pickler.dispatch[ModuleType]
+
+
+def _save_module(pickler: dill.Pickler, module: ModuleType) -> None:
+    """Pickle a module by reference: the receiver imports it by name.
+
+    dill pickles the dict of any module outside site-packages by value (a
+    package in a checkout, a test module), which drags its whole state along,
+    sockets included. Only ``__main__`` travels by value, as dill does.
+    """
+    if module.__name__ == "__main__":
+        _save_module_by_value(pickler, module)
+        return
+    pickler.save_reduce(importlib.import_module, (module.__name__,), obj=module)
+
+
+class _Pickler(dill.Pickler):  # type: ignore[misc]
+    dispatch = dill.Pickler.dispatch.copy()
+    dispatch[ModuleType] = _save_module
+
+
+def _dill_dumps(obj: Any, protocol: int = dill.HIGHEST_PROTOCOL, recurse: bool = True) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, protocol, byref=False, recurse=recurse).dump(obj)
+    return buf.getvalue()
+
+
+# One reusable Packer per nesting depth: a tuple inside a message is packed by
+# _default while the outer Packer is still packing, and a Packer is not
+# reentrant. msgpack.packb would build a new Packer per call (about 7 us each,
+# more than the whole encoding of a small message).
+_packers: list[msgpack.Packer] = []
+_depth = 0
+
+
+def _pack(obj: Any) -> bytes:
+    global _depth
+    depth = _depth
+    if depth == len(_packers):
+        _packers.append(msgpack.Packer(default=_default, strict_types=True, use_bin_type=True))
+    _depth = depth + 1
+    try:
+        return _packers[depth].pack(obj)  # type: ignore[no-any-return]
+    finally:
+        _depth = depth
+
+
+def _default(obj: Any) -> Any:
+    t = type(obj)
+    if t is tuple:
+        return _ExtType(EXT_TUPLE, _pack(list(obj)))
+    if t is Pid:
+        return _ExtType(EXT_PID, _packb((obj.id, obj.os_pid)))
+    if t is Ref:
+        return _ExtType(EXT_REF, _packb((obj.owner, obj.n)))
+    if t is Port:
+        return _ExtType(EXT_PORT, _packb((obj.id, obj.os_pid)))
+    if t is set:
+        return _ExtType(EXT_SET, _pack(list(obj)))
+    if t is frozenset:
+        return _ExtType(EXT_FROZENSET, _pack(list(obj)))
+    if t is int:
+        return _ExtType(EXT_BIGINT, str(obj).encode())
+    if isinstance(obj, BaseException):
+        return _ExtType(EXT_EXCEPTION, _dump_exception(obj))
+    try:
+        return _ExtType(EXT_DILL, _dill_dumps(obj, protocol=dill.HIGHEST_PROTOCOL, recurse=True))
+    except Exception as e:
+        raise TypeError(f"cannot serialize {obj!r} ({t.__qualname__}): {e}") from e
+
+
+def _dump_exception(exc: BaseException) -> bytes:
+    """An exception with its traceback text; a stand-in if it cannot be pickled."""
+    if not isinstance(getattr(exc, TRACEBACK_ATTR, None), str):
+        import traceback
+
+        try:
+            setattr(exc, TRACEBACK_ATTR, "".join(traceback.format_exception(exc)))
+        except Exception:
+            pass
+    try:
+        return _dill_dumps(exc, protocol=dill.HIGHEST_PROTOCOL, recurse=True)  # type: ignore[no-any-return]
+    except Exception as e:
+        stand_in = RuntimeError(f"{type(exc).__qualname__}: {exc} (the exception itself could not be serialized: {e})")
+        setattr(stand_in, TRACEBACK_ATTR, getattr(exc, TRACEBACK_ATTR, ""))
+        return _dill_dumps(stand_in)  # type: ignore[no-any-return]
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_TUPLE:
+        return tuple(_unpack(data))
+    if code == EXT_PID:
+        i, os_pid = _unpackb(data)
+        return Pid._make(i, os_pid)
+    if code == EXT_REF:
+        owner, n = _unpackb(data)
+        return Ref._make(owner, n)
+    if code == EXT_PORT:
+        i, os_pid = _unpackb(data)
+        return Port._make(i, os_pid)
+    if code == EXT_SET:
+        return set(_unpack(data))
+    if code == EXT_FROZENSET:
+        return frozenset(_unpack(data))
+    if code == EXT_BIGINT:
+        return int(data)
+    if code == EXT_EXCEPTION or code == EXT_DILL:
+        return _dill_loads(data)
+    return _ExtType(code, data)
+
+
+def _unpack(data: bytes) -> Any:
+    return _unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialize a message value. Raises TypeError naming what cannot be sent."""
+    try:
+        return _pack(obj)
+    except TypeError:
+        raise
+    except Exception as e:  # msgpack raises ValueError for over-deep nesting, etc.
+        raise TypeError(f"cannot serialize {obj!r}: {e}") from e
+
+
+loads = _unpack
+
+
+def dump_function(f: Any, args: tuple[Any, ...]) -> bytes:
+    """Serialize a function and its arguments for a new process (dill).
+
+    Modules are pickled by reference: a function's globals keep only the
+    names it uses (``recurse=True``), and dill refers to importable modules by
+    name, so a closure that uses ``occ`` does not drag the package along.
+    """
+    return _dill_dumps((f, args), protocol=dill.HIGHEST_PROTOCOL, recurse=True)  # type: ignore[no-any-return]
+
+
+def load_function(blob: bytes) -> tuple[Any, tuple[Any, ...]]:
+    return _dill_loads(blob)  # type: ignore[no-any-return]

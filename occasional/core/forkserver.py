@@ -1,0 +1,127 @@
+"""The forkserver: a small, clean interpreter that forks every user process.
+
+Central forks it before its event loop starts, so it holds no threads and no
+user state (ARCHITECTURE.md, "Forkserver"). It preloads what a user process
+needs, then forks on request. It is the parent of every user process: it
+reaps them and reports each wait status to central.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import socket
+import sys
+from collections import deque
+from typing import Any, NoReturn
+
+import msgpack
+
+from ..sck.fdpass import recv_with_fds
+from ..sck.frame import HEADER, Decoder
+from . import protocol as P
+from .titles import set_title
+
+
+def _send(sock: socket.socket, frame: list[Any]) -> None:
+    payload = msgpack.packb(frame)
+    sock.sendall(HEADER.pack(len(payload)) + payload)
+
+
+def serve(sock: socket.socket, parent: int) -> NoReturn:
+    """Serve fork requests from central until it closes the socket."""
+    import prctl
+
+    # Nothing survives its parent: if central dies, so does the forkserver,
+    # and through their own death signal every user process.
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)
+    set_title("occasional: forkserver")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    # Preload what every user process needs, once, before any fork.
+    from . import child
+
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    me = os.getpid()
+    dec = Decoder()
+    fds: deque[int] = deque()
+    # Freeze what is loaded now: children then share these pages instead of
+    # copying them when the collector walks them (PSS per process, issue 3).
+    gc.freeze()
+
+    while True:
+        try:
+            readable, _, _ = select.select([sock, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            _reap(sock)
+        if sock in readable:
+            data = recv_with_fds(sock, 1 << 20, fds)
+            if not data:
+                os._exit(0)
+            for raw in dec.feed(data):
+                msg = msgpack.unpackb(raw, raw=False)
+                if msg[0] != P.FORK:
+                    continue
+                _, pid_id, blob, sys_path, title = msg
+                child_fd = fds.popleft()
+                try:
+                    child_pid = os.fork()
+                except OSError as e:
+                    os.close(child_fd)
+                    _send(sock, [P.FORK_FAILED, pid_id, f"fork failed: {e}"])
+                    continue
+                if child_pid == 0:
+                    try:
+                        os.setpgid(0, 0)
+                        prctl.set_pdeathsig(signal.SIGKILL)
+                        if os.getppid() != me:
+                            os._exit(0)
+                        signal.set_wakeup_fd(-1)
+                        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                        signal.signal(signal.SIGINT, signal.default_int_handler)
+                        sock.close()
+                        os.close(wake_r)
+                        os.close(wake_w)
+                        for fd in fds:
+                            os.close(fd)
+                        set_title(title)
+                        child.main(socket.socket(fileno=child_fd), pid_id, blob, sys_path)
+                    finally:
+                        os._exit(70)
+                # Both sides set the process group, so a kill right after the
+                # fork already reaches the whole group (no race with the child).
+                try:
+                    os.setpgid(child_pid, child_pid)
+                except OSError:
+                    pass
+                os.close(child_fd)
+                _send(sock, [P.FORKED, pid_id, child_pid])
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(sock, [P.REAPED, pid, status])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("the forkserver is started by central services, not directly")

@@ -1,0 +1,406 @@
+"""A process's view of the runtime: its mailbox, its peers and central.
+
+One :class:`Context` per process. It multiplexes the socket to central and
+every peer socket with epoll; ``receive`` drains whatever is readable into the
+in-memory mailbox, then scans it with the match (ARCHITECTURE.md, "Mailbox").
+Sends never block: each peer has a user-space output buffer that is flushed
+whenever the process sends or receives, so two processes flooding each other
+cannot deadlock (API.md section 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import time
+from collections import deque
+from typing import Any, Callable
+
+import msgpack
+
+from ..sck.fdpass import recv_with_fds
+from ..sck.frame import HEADER, Decoder, FrameError
+from . import codec
+from . import protocol as P
+from .errors import NameTaken, NoProcess, ProcessExit
+from .pid import Pid, Ref
+
+log = logging.getLogger("occasional.core")
+
+_RECV = 1 << 18
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_NOWAIT = socket.MSG_DONTWAIT
+_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+_pack_frame = HEADER.pack
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+_now = time.monotonic
+
+_ERRORS: dict[str, Callable[..., BaseException]] = {
+    "NameTaken": NameTaken,
+    "NoProcess": NoProcess,
+    "TypeError": TypeError,
+    "ValueError": ValueError,
+    "RuntimeError": RuntimeError,
+}
+
+
+def reason_from_wire(wire: list[Any]) -> tuple[str, Any]:
+    kind, detail = wire
+    if kind == "linked":
+        pid_id, os_pid, inner = detail
+        return ("linked", (Pid._make(pid_id, os_pid), reason_from_wire(inner)))
+    return (kind, codec.loads(detail))
+
+
+class Peer:
+    """A socket to another process; messages to it are queued in ``out``."""
+
+    __slots__ = ("pid_id", "sock", "fd", "dec", "out", "out_bytes", "watching_out")
+
+    def __init__(self, pid_id: int, sock: socket.socket) -> None:
+        self.pid_id = pid_id
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.dec = Decoder()
+        self.out: deque[bytes | memoryview] = deque()
+        self.out_bytes = 0
+        self.watching_out = False
+
+
+class Context:
+    """Everything the calling process knows of its runtime."""
+
+    def __init__(self, sock: socket.socket, pid: Pid) -> None:
+        self.pid = pid
+        self.central = sock
+        self.central_fd = sock.fileno()
+        self.central_dec = Decoder()
+        self.central_fds: deque[int] = deque()
+        self.ep = select.epoll()
+        self.ep.register(self.central_fd, _EPOLLIN)
+        self.mailbox: deque[Any] = deque()
+        self.peers_by_fd: dict[int, Peer] = {}
+        self.out: dict[int, Peer] = {}  # pid id -> the peer socket used for sending
+        self.waiting: dict[int, list[bytes]] = {}  # pid id -> frames waiting for a connection
+        self.replies: dict[int, tuple[bool, Any]] = {}
+        self.monitors: dict[Ref, Pid | None] = {}
+        self.trapping = False
+        self.closed = False
+        self._next_req = 0
+        self._next_ref = 0
+
+    # -- central ---------------------------------------------------------------
+
+    def tell(self, frame: list[Any]) -> None:
+        """Send a control frame to central (blocking: central always reads)."""
+        payload = _packb(frame)
+        try:
+            self.central.sendall(_pack_frame(len(payload)) + payload)
+        except OSError as e:
+            raise RuntimeError(f"the runtime's central services are gone ({e}); the runtime has ended") from e
+
+    def call(self, op: int, *args: Any) -> Any:
+        """A synchronous request to central; raises the error it answers with."""
+        self._next_req += 1
+        req = self._next_req
+        self.tell([op, req, *args])
+        replies = self.replies
+        while req not in replies:
+            self._read_central(blocking=True)
+        ok, value = replies.pop(req)
+        if ok:
+            return value
+        name, *err_args = value
+        raise _ERRORS.get(name, RuntimeError)(*err_args)
+
+    def new_ref(self) -> Ref:
+        self._next_ref += 1
+        return Ref._make(self.pid.id, self._next_ref)
+
+    def _read_central(self, blocking: bool = False) -> None:
+        try:
+            data = recv_with_fds(self.central, _RECV, self.central_fds, 0 if blocking else _NOWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.closed = True
+            raise RuntimeError("the runtime's central services are gone; the runtime has ended")
+        for frame in self.central_dec.feed(data):
+            self._on_central(_unpackb(frame, raw=False, strict_map_key=False))
+
+    def _on_central(self, msg: list[Any]) -> None:
+        op = msg[0]
+        if op == P.REPLY:
+            self.replies[msg[1]] = (msg[2], msg[3])
+        elif op == P.PEER:
+            self._add_peer(msg[1], self.central_fds.popleft())
+        elif op == P.PEER_DEAD:
+            if msg[1] not in self.out:
+                self.waiting.pop(msg[1], None)
+        elif op == P.DOWN:
+            ref = Ref._make(msg[1], msg[2])
+            if ref in self.monitors:
+                del self.monitors[ref]
+                pid = Pid._make(msg[3], msg[4])
+                # Drain B's sockets before queuing the DOWN, so every message B
+                # sent arrives first (API.md section 4, "Ordering").
+                self._drain_from(msg[3])
+                self.mailbox.append(("DOWN", ref, pid, reason_from_wire(msg[5])))
+        elif op == P.EXIT_SIGNAL:
+            self._drain_from(msg[1])
+            self.mailbox.append(("EXIT", Pid._make(msg[1], msg[2]), reason_from_wire(msg[3])))
+
+    # -- peers -----------------------------------------------------------------
+
+    def _add_peer(self, pid_id: int, fd: int) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
+        peer = Peer(pid_id, sock)
+        self.peers_by_fd[peer.fd] = peer
+        self.ep.register(peer.fd, _EPOLLIN)
+        # The first socket to a process is the one we send on, at both ends:
+        # central hands out both ends of a pair in one step, so two processes
+        # that connect to each other at once agree on which pair carries data.
+        if pid_id not in self.out:
+            self.out[pid_id] = peer
+            frames = self.waiting.pop(pid_id, None)
+            if frames:
+                peer.out.extend(frames)
+                peer.out_bytes = sum(len(f) for f in frames)
+                self._flush(peer)
+
+    def _close_peer(self, peer: Peer) -> None:
+        self.peers_by_fd.pop(peer.fd, None)
+        if self.out.get(peer.pid_id) is peer:
+            del self.out[peer.pid_id]
+        try:
+            self.ep.unregister(peer.fd)
+        except (OSError, ValueError):
+            pass
+        peer.sock.close()
+
+    def _read_peer(self, peer: Peer) -> bool:
+        """Read what is there; False once the peer is closed."""
+        try:
+            data = peer.sock.recv(_RECV, _NOWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        try:
+            if not data:
+                peer.dec.close()
+                self._close_peer(peer)
+                return False
+            frames = peer.dec.feed(data)
+        except FrameError as e:
+            log.warning("closed the connection from process %s: %s", peer.pid_id, e)
+            self._close_peer(peer)
+            return False
+        append = self.mailbox.append
+        loads = codec.loads
+        for frame in frames:
+            try:
+                append(loads(frame))
+            except Exception as e:
+                log.warning("closed the connection from process %s: a frame is not a message (%s)", peer.pid_id, e)
+                self._close_peer(peer)
+                return False
+        return True
+
+    def _drain_from(self, pid_id: int) -> None:
+        """Read every socket from a dead process to its end."""
+        for peer in [p for p in self.peers_by_fd.values() if p.pid_id == pid_id]:
+            while self._read_peer(peer):
+                try:
+                    more = peer.sock.recv(1, _NOWAIT | socket.MSG_PEEK)
+                except BlockingIOError:
+                    # Nothing more yet and no EOF: the socket outlives the process
+                    # (another process holds a copy). What it wrote is all read.
+                    self._close_peer(peer)
+                    break
+                except OSError:
+                    self._close_peer(peer)
+                    break
+                if not more:
+                    self._close_peer(peer)
+                    break
+        self.waiting.pop(pid_id, None)
+
+    def _flush(self, peer: Peer) -> None:
+        out = peer.out
+        sock = peer.sock
+        try:
+            while out:
+                chunks = list(out) if len(out) <= 64 else [out[i] for i in range(64)]
+                sent = sock.sendmsg(chunks, (), _SEND_FLAGS)
+                peer.out_bytes -= sent
+                while sent:
+                    head = out[0]
+                    if sent >= len(head):
+                        sent -= len(head)
+                        out.popleft()
+                    else:
+                        out[0] = memoryview(head)[sent:]
+                        sent = 0
+        except BlockingIOError:
+            pass
+        except OSError:
+            # The receiver is gone: messages to a dead process are dropped (API.md section 3).
+            out.clear()
+            peer.out_bytes = 0
+            self._close_peer(peer)
+            return
+        want = bool(out)
+        if want != peer.watching_out:
+            peer.watching_out = want
+            self.ep.modify(peer.fd, _EPOLLIN | _EPOLLOUT if want else _EPOLLIN)
+
+    # -- the public verbs --------------------------------------------------------
+
+    def send_bytes(self, pid_id: int, payload: bytes) -> None:
+        """Queue one encoded message for ``pid_id`` and push what can go now."""
+        if pid_id == self.pid.id:
+            self.mailbox.append(codec.loads(payload))
+            return
+        n = len(payload)
+        data = _pack_frame(n) + payload if n < 65536 else None
+        peer = self.out.get(pid_id)
+        if peer is not None:
+            if not peer.out:
+                try:
+                    if data is not None:
+                        sent = peer.sock.send(data, _SEND_FLAGS)
+                        if sent == len(data):
+                            return
+                        peer.out.append(memoryview(data)[sent:])
+                        peer.out_bytes += len(data) - sent
+                    else:
+                        peer.out.append(_pack_frame(n))
+                        peer.out.append(payload)
+                        peer.out_bytes += n + 4
+                except BlockingIOError:
+                    peer.out.append(data)  # type: ignore[arg-type]
+                    peer.out_bytes += n + 4
+                except OSError:
+                    self._close_peer(peer)
+                    return
+            elif data is not None:
+                peer.out.append(data)
+                peer.out_bytes += n + 4
+            else:
+                peer.out.append(_pack_frame(n))
+                peer.out.append(payload)
+                peer.out_bytes += n + 4
+            self._flush(peer)
+            return
+        frames = self.waiting.get(pid_id)
+        if frames is None:
+            self.waiting[pid_id] = [data if data is not None else _pack_frame(n) + payload]
+            self.tell([P.CONNECT, pid_id])
+        else:
+            frames.append(data if data is not None else _pack_frame(n) + payload)
+
+    def pump(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds for anything to happen, and handle it."""
+        events = self.ep.poll(-1 if timeout is None else timeout)
+        for fd, ev in events:
+            if fd == self.central_fd:
+                self._read_central()
+                continue
+            peer = self.peers_by_fd.get(fd)
+            if peer is None:
+                continue
+            if ev & _EPOLLOUT:
+                self._flush(peer)
+            if ev & ~_EPOLLOUT and peer.fd in self.peers_by_fd:
+                self._read_peer(peer)
+
+    def receive(self, pred: Callable[[Any], bool] | None, timeout: float | None) -> Any:
+        mailbox = self.mailbox
+        deadline = None if timeout is None else _now() + timeout
+        if pred is None:
+            while True:
+                if mailbox:
+                    return mailbox.popleft()
+                self._wait(deadline)
+        scanned = 0
+        while True:
+            n = len(mailbox)
+            while scanned < n:
+                msg = mailbox[scanned]
+                if pred(msg):
+                    del mailbox[scanned]
+                    return msg
+                scanned += 1
+            self._wait(deadline)
+
+    def _wait(self, deadline: float | None) -> None:
+        if deadline is None:
+            self.pump(None)
+            return
+        left = deadline - _now()
+        if left <= 0:
+            # Look once more without waiting: timeout=0 still sees what is readable.
+            before = len(self.mailbox)
+            self.pump(0)
+            if len(self.mailbox) == before:
+                raise TimeoutError("receive() timed out: no matching message arrived in time")
+            return
+        self.pump(left)
+
+    def flush_all(self, patience: float = 5.0) -> None:
+        """Push every queued message out, reading meanwhile (used at exit).
+
+        Gives up after ``patience`` seconds without progress: a receiver that
+        never reads must not keep a finished process alive.
+        """
+        last_progress = _now()
+        last_left = -1
+        while self.waiting or any(p.out for p in self.out.values()):
+            left = sum(p.out_bytes for p in self.out.values()) + sum(len(v) for v in self.waiting.values())
+            if left != last_left:
+                last_left = left
+                last_progress = _now()
+            elif _now() - last_progress > patience:
+                log.warning("process %r ended with %d bytes of messages its receivers did not read", self.pid, left)
+                return
+            self.pump(0.05)
+
+    def exit(self, reason: tuple[str, Any]) -> None:
+        """Report the final reason to central (the last thing a process says)."""
+        kind, detail = reason
+        try:
+            detail_bytes = codec.dumps(detail)
+        except TypeError as e:
+            kind = "error"
+            err = TypeError(f"the process returned {detail!r}, which cannot be sent as a value: {e}")
+            detail_bytes = codec.dumps(err)
+        self.tell([P.EXIT, kind, detail_bytes])
+
+    def close(self) -> None:
+        for peer in list(self.peers_by_fd.values()):
+            peer.sock.close()
+        self.peers_by_fd.clear()
+        self.out.clear()
+        self.ep.close()
+        self.central.close()
+        for fd in self.central_fds:
+            os.close(fd)
+        self.central_fds.clear()
+
+
+def raise_for_reason(pid: Pid, reason: tuple[str, Any]) -> None:
+    """Raise ProcessExit for an abnormal reason, chaining the original exception."""
+    if reason[0] == "ok":
+        return
+    err = ProcessExit(reason, pid)
+    if reason[0] == "error" and isinstance(reason[1], BaseException):
+        raise err from reason[1]
+    raise err
+

@@ -1,0 +1,45 @@
+"""Control frames between processes, central services and the forkserver.
+
+Every control frame is a plain msgpack array whose first element is one of
+the op codes below. User values inside control frames (function blobs, exit
+details, kill reasons) are opaque bytes encoded by :mod:`codec`: central never
+unpickles user data, so it needs no user module and cannot be crashed by one.
+
+A reason on the wire is ``[kind, detail_bytes]``, except ``linked`` whose
+detail is ``[pid_id, os_pid, inner_reason]``, so central can nest reasons
+without decoding them.
+"""
+
+from __future__ import annotations
+
+# process -> central
+SPAWN = 1  # [SPAWN, req, blob, name, link, mon_owner, mon_n, function, sys_path, title]
+CONNECT = 2  # [CONNECT, target]
+MONITOR = 3  # [MONITOR, owner, n, target]
+DEMONITOR = 4  # [DEMONITOR, owner, n]
+LINK = 5  # [LINK, req, target]
+UNLINK = 6  # [UNLINK, req, target]
+TRAP = 7  # [TRAP, req, flag]
+KILL = 8  # [KILL, req, target, why_bytes]
+REGISTER = 9  # [REGISTER, req, name, target]
+UNREGISTER = 10  # [UNREGISTER, req, name]
+WHEREIS = 11  # [WHEREIS, req, name]
+REGISTERED = 12  # [REGISTERED, req]
+PROCESSES = 13  # [PROCESSES, req]
+INFO = 14  # [INFO, req, target]
+EXIT = 15  # [EXIT, kind, detail_bytes]
+STOP = 16  # [STOP, req]
+
+# central -> process
+REPLY = 30  # [REPLY, req, ok, value]   (error value: [error_name, *args])
+PEER = 31  # [PEER, pid_id, os_pid] with the socket attached
+PEER_DEAD = 32  # [PEER_DEAD, pid_id]
+DOWN = 33  # [DOWN, owner, n, pid_id, os_pid, reason]
+EXIT_SIGNAL = 34  # [EXIT_SIGNAL, pid_id, os_pid, reason]
+READY = 35  # [READY, pid_id, os_pid]
+
+# central <-> forkserver
+FORK = 50  # [FORK, pid_id, blob, sys_path, title] with the child's central socket attached
+FORKED = 51  # [FORKED, pid_id, os_pid]
+REAPED = 52  # [REAPED, os_pid, status]
+FORK_FAILED = 53  # [FORK_FAILED, pid_id, error_text]

@@ -1,0 +1,154 @@
+"""Starting and stopping a runtime from an ordinary interpreter (API.md section 1)."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+from typing import Any, Callable, Iterator
+
+import msgpack
+
+from ..sck.frame import HEADER, Decoder
+from . import context
+from . import protocol as P
+from .errors import ProcessExit
+from .mailbox import Context, raise_for_reason
+from .pid import Pid
+
+OPTIONS = ("journal",)
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class _Runtime:
+    def __init__(self, central: subprocess.Popen[bytes], ctx: Context, options: dict[str, Any]) -> None:
+        self.central = central
+        self.ctx = ctx
+        self.options = options
+
+
+_runtime: _Runtime | None = None
+
+
+def check_options(call: str, options: dict[str, Any]) -> None:
+    for key in options:
+        if key not in OPTIONS:
+            raise TypeError(
+                f"{call} got an unknown option {key!r}; the options are {', '.join(OPTIONS)}. "
+                "Keyword arguments are options of the runtime or the call: use functools.partial "
+                "to pass keyword arguments to the function"
+            )
+    journal = options.get("journal")
+    if journal is not None and not isinstance(journal, (str, os.PathLike)):
+        raise TypeError(f"{call}: journal={journal!r} is not a path; pass a file path or a store URL as a string")
+
+
+def _start(hidden: bool, options: dict[str, Any]) -> Pid:
+    global _runtime
+    if context.peek() is not None and not context.peek().closed:  # type: ignore[union-attr]
+        raise RuntimeError(
+            "this interpreter is already a process of a running occasional runtime; "
+            "use spawn() to start more processes, or occ.stop() first"
+        )
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    try:
+        central = subprocess.Popen(
+            [sys.executable, "-m", "occasional.core.central", str(theirs.fileno()), str(os.getpid()), "1" if hidden else "0"],
+            pass_fds=[theirs.fileno()],
+            env=env,
+        )
+    finally:
+        theirs.close()
+    dec = Decoder()
+    ready: list[Any] | None = None
+    while ready is None:
+        data = ours.recv(1 << 16)
+        if not data:
+            central.wait()
+            raise RuntimeError(f"the runtime's central services failed to start (exit status {central.returncode})")
+        for frame in dec.feed(data):
+            msg = msgpack.unpackb(frame, raw=False)
+            if msg[0] == P.READY:
+                ready = msg
+    ctx = Context(ours, Pid._make(ready[1], ready[2]))
+    context.set_current(ctx)
+    _runtime = _Runtime(central, ctx, options)
+    return ctx.pid
+
+
+def start(**options: Any) -> Pid:
+    """Make the calling interpreter a process of a new runtime; returns its Pid.
+
+    For scripts, REPLs and notebooks. ``stop()`` (also run at interpreter exit)
+    kills and reaps every process of the runtime.
+    """
+    check_options("start()", options)
+    pid = _start(False, options)
+    atexit.register(stop)
+    return pid
+
+
+def stop() -> None:
+    """Kill and reap every process of the runtime this interpreter started."""
+    global _runtime
+    rt = _runtime
+    if rt is None:
+        return
+    _runtime = None
+    atexit.unregister(stop)
+    try:
+        rt.ctx.call(P.STOP)
+    except (RuntimeError, OSError):
+        pass  # central is already gone; what is left dies with it
+    finally:
+        context.set_current(None)
+        rt.ctx.closed = True
+        rt.ctx.close()
+        try:
+            rt.central.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            rt.central.kill()
+            rt.central.wait()
+
+
+@contextlib.contextmanager
+def runtime(**options: Any) -> Iterator[Pid]:
+    """``with occ.runtime(): ...``: start() on entry, stop() on exit."""
+    check_options("runtime()", options)
+    pid = _start(False, options)
+    try:
+        yield pid
+    finally:
+        stop()
+
+
+def run(main: Callable[..., Any], *args: Any, **options: Any) -> Any:
+    """Start a runtime, run ``main(*args)`` as its first process, return its value.
+
+    Blocks until main ends; then every other process of the runtime is killed
+    and reaped. Raises ProcessExit when main ends abnormally, with the original
+    exception as ``__cause__`` and its traceback text in the message.
+    """
+    if not callable(main):
+        raise TypeError(f"run({main!r}): {type(main).__name__} is not callable; pass the function to run as the main process")
+    check_options("run()", options)
+    from .api import spawn_monitor
+
+    _start(True, options)
+    try:
+        pid, ref = spawn_monitor(main, *args)
+        ctx = context.current("run()")
+        down = ctx.receive(lambda m: type(m) is tuple and len(m) == 4 and m[0] == "DOWN" and m[1] == ref, None)
+        reason = down[3]
+    finally:
+        stop()
+    raise_for_reason(pid, reason)
+    return reason[1]
+
+
+__all__ = ["run", "start", "stop", "runtime", "ProcessExit"]

@@ -1,0 +1,1 @@
+"""Durable processes: a journaled mailbox, steps and replay (API.md section 7)."""

@@ -1,0 +1,1 @@
+"""Native executables as processes of the runtime (API.md section 8)."""
