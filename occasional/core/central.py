@@ -271,7 +271,11 @@ class Central:
 
         def on_eof(error: str | None) -> None:
             if error:
+                # Bad bytes end that connection, and a process that cannot talk
+                # to central cannot be part of the runtime (API.md section 10).
                 log.warning("process %s broke its connection to central: %s", p.id, error)
+                if not p.owner:
+                    self._kill(p, ["killed", _packb(f"its connection to central broke: {error}")])
             self._maybe_finalize(p)
 
         p.conn = Conn(self.loop, sock, on_frame, on_eof)

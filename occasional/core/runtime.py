@@ -140,15 +140,32 @@ def run(main: Callable[..., Any], *args: Any, **options: Any) -> Any:
     from .api import spawn_monitor
 
     _start(True, options)
+    central = _runtime.central  # type: ignore[union-attr]
     try:
-        pid, ref = spawn_monitor(main, *args)
         ctx = context.current("run()")
+        pid, ref = spawn_monitor(main, *args)
         down = ctx.receive(lambda m: type(m) is tuple and len(m) == 4 and m[0] == "DOWN" and m[1] == ref, None)
         reason = down[3]
+    except RuntimeError as e:
+        if not ctx.closed:
+            raise
+        stop()
+        raise RuntimeError(f"the runtime's central services ended ({_describe_exit(central.returncode)}); "
+                           "every process of the runtime was killed with it") from e
     finally:
         stop()
     raise_for_reason(pid, reason)
     return reason[1]
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "status unknown"
+    if returncode < 0:
+        from .reasons import signal_name
+
+        return f"killed by {signal_name(-returncode)}"
+    return f"exit status {returncode}"
 
 
 __all__ = ["run", "start", "stop", "runtime", "ProcessExit"]

@@ -1,0 +1,71 @@
+"""The ``occasional`` command (API.md section 9)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any, Callable
+
+from .core.errors import ProcessExit
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module_name, sep, func_name = target.partition(":")
+    if not sep or not module_name or not func_name:
+        raise SystemExit(f"occasional run: {target!r} is not MODULE:FUNCTION; write it like mypkg.jobs:main")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: modules in the current directory
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise SystemExit(f"occasional run: cannot import module {module_name!r}: {e}") from None
+    try:
+        f = getattr(module, func_name)
+    except AttributeError:
+        raise SystemExit(f"occasional run: module {module_name!r} has no function {func_name!r}") from None
+    if not callable(f):
+        raise SystemExit(f"occasional run: {target!r} is a {type(f).__name__}, not a function")
+    return f  # type: ignore[no-any-return]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import run
+
+    f = _load(args.target)
+    try:
+        value = run(f, *args.args)
+    except ProcessExit as e:
+        print(f"occasional run: {e}", file=sys.stderr)
+        return 1
+    if value is not None:
+        print(value)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="occasional",
+        description="Erlang-style processes for Python, where every process is a real Linux process.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run_p = commands.add_parser(
+        "run",
+        help="run MODULE:FUNCTION as the main process of a new runtime",
+        description="Start a runtime and run FUNCTION(*ARGS) from MODULE as its first process "
+        "(ARGS are passed as strings). Prints the return value if it is not None; exits 1 "
+        "with the reason if the process ends abnormally.",
+    )
+    run_p.add_argument("target", metavar="MODULE:FUNCTION")
+    run_p.add_argument("args", nargs="*", metavar="ARGS")
+    run_p.set_defaults(handler=_run)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

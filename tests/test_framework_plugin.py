@@ -1,0 +1,455 @@
+"""Tests of test_framework.py, the pytest plugin, each in a pytest of its own (pytester).
+
+Each inner pytest runs in a subprocess: the plugin's timeouts raise SIGALRM and its
+backstop ends the process, and its leak checks must see a process of their own.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import test_framework
+
+pytest_plugins = ["pytester"]
+
+
+def _plugin_args() -> list[str]:
+    """``-p test_framework`` unless the installed entry point loads it already (twice fails)."""
+    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        for entry_point in importlib.metadata.entry_points(group="pytest11"):
+            if entry_point.value == "test_framework":
+                return []
+    return ["-p", "test_framework"]
+
+
+RunPytest = Callable[..., pytest.RunResult]
+
+
+@pytest.fixture
+def run_pytest(pytester: pytest.Pytester) -> RunPytest:
+    def run(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_subprocess(
+            *_plugin_args(), "-p", "no:cacheprovider", *args, timeout=30
+        )
+
+    return run
+
+
+def _is_running(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+def test_a_test_that_sleeps_past_its_marker_timeout_fails_and_its_finally_block_runs(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import time, pytest
+
+        @pytest.mark.timeout(1)
+        def test_sleeps():
+            try:
+                time.sleep(30)
+            finally:
+                print("finally ran")
+        """
+    )
+    result = run_pytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E *test_framework.TimeoutExceeded: test exceeded its 1.0 s timeout; "
+            "raise it with @pytest.mark.timeout(N)",
+            "*- Captured stdout call -*",
+            "finally ran",
+        ]
+    )
+
+
+def test_the_ini_timeout_applies_to_a_test_without_a_marker(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makeini("[pytest]\nocc_timeout = 1\n")
+    pytester.makepyfile("import time\ndef test_sleeps():\n    time.sleep(30)\n")
+    result = run_pytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["E *test_framework.TimeoutExceeded: test exceeded its 1.0 s timeout; *"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("phase", "outcomes"), [("setup", {"errors": 1}), ("teardown", {"passed": 1, "errors": 1})]
+)
+def test_a_fixture_that_hangs_fails_the_phase_it_hangs_in(
+    pytester: pytest.Pytester, run_pytest: RunPytest, phase: str, outcomes: dict[str, int]
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import time, pytest
+
+        @pytest.fixture
+        def hangs():
+            if {phase!r} == "setup":
+                time.sleep(30)
+            yield
+            if {phase!r} == "teardown":
+                time.sleep(30)
+
+        @pytest.mark.timeout(1)
+        def test_uses_it(hangs):
+            pass
+        """
+    )
+    result = run_pytest()
+    result.assert_outcomes(**outcomes)
+    result.stdout.fnmatch_lines(
+        [
+            f"*ERROR at {phase} of test_uses_it*",
+            "E *test_framework.TimeoutExceeded: test exceeded its 1.0 s timeout; *",
+        ]
+    )
+
+
+def test_a_test_the_timeout_cannot_interrupt_is_ended_by_the_backstop_with_its_stack(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import signal, time, pytest
+
+        @pytest.mark.timeout(1)
+        def test_blocks_the_alarm():
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            time.sleep(30)
+        """
+    )
+    result = run_pytest("-o", "occ_timeout_grace=0.5")
+    assert result.ret == 1
+    result.stderr.fnmatch_lines(["Timeout (0:00:01.*)!", "*line 6 in test_blocks_the_alarm"])
+
+
+def test_a_timeout_marker_without_a_positive_number_errors_naming_it(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.timeout(0)
+        def test_marked():
+            pass
+        """
+    )
+    result = run_pytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.timeout(0) on test_a_timeout_marker_*.py::test_marked: "
+            "give one positive number of seconds, e.g. @pytest.mark.timeout(10)"
+        ]
+    )
+
+
+# ---------------------------------------------------------------- nothing left behind
+
+
+def test_a_test_that_leaves_a_process_running_fails_naming_it_and_the_process_is_killed(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import pathlib, subprocess
+
+        def test_starts_sleep():
+            proc = subprocess.Popen(["sleep", "30"])
+            pathlib.Path("pid").write_text(str(proc.pid))
+        """
+    )
+    result = run_pytest()
+    pid = int((pytester.path / "pid").read_text())
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_starts_sleep*",
+            f"test left 1 process behind: {pid} (S) sleep 30",
+        ]
+    )
+    assert not _is_running(pid)
+
+
+def test_a_test_that_leaves_a_zombie_fails_naming_it(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import os, pathlib
+
+        def test_forks_and_never_waits():
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            pathlib.Path("pid").write_text(str(pid))
+        """
+    )
+    result = run_pytest()
+    pid = int((pytester.path / "pid").read_text())
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"test left 1 process behind: {pid} (Z) *<zombie>"])
+    assert not _is_running(pid)
+
+
+def test_a_test_that_double_forks_an_orphan_fails_naming_it_and_the_orphan_is_killed(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import os, pathlib
+
+        def test_double_forks():
+            r, w = os.pipe()
+            middle = os.fork()
+            if middle == 0:
+                try:
+                    if os.fork() == 0:
+                        os.write(w, str(os.getpid()).encode())
+                        os.close(w)
+                        os.execvp("sleep", ["sleep", "31"])
+                finally:
+                    os._exit(0)
+            os.close(w)
+            os.waitpid(middle, 0)
+            with open(r, "rb") as pipe:
+                pathlib.Path("pid").write_bytes(pipe.read())
+        """
+    )
+    result = run_pytest()
+    pid = int((pytester.path / "pid").read_text())
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"test left 1 process behind: {pid} (S) sleep 31"])
+    assert not _is_running(pid)
+
+
+def test_the_children_of_a_killed_process_group_are_reaped_without_a_report(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    # Killing the group kills sh and its children at once; a child that outlives sh
+    # by a moment is reparented to pytest as a zombie, which init would reap outside pytest.
+    pytester.makepyfile(
+        """
+        import os, signal, subprocess
+
+        def test_kills_a_group():
+            sh = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 31 & echo started; wait"],
+                                  start_new_session=True, stdout=subprocess.PIPE)
+            assert sh.stdout.readline() == b"started\\n"
+            os.killpg(sh.pid, signal.SIGKILL)
+            sh.wait()
+            sh.stdout.close()
+        """
+    )
+    result = run_pytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_the_zombie_of_a_process_whose_parent_was_killed_first_is_reaped_without_a_report(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    # sh is stopped, so it cannot reap sleep; once sh is killed, sleep is pytest's zombie,
+    # in pytest's process group and session: only its parent when last seen tells it apart.
+    pytester.makepyfile(
+        """
+        import os, pathlib, signal, subprocess, pytest
+
+        @pytest.fixture
+        def shell():
+            sh = subprocess.Popen(["sh", "-c", "sleep 30 & echo $!; wait"], stdout=subprocess.PIPE)
+            sleep_pid = int(sh.stdout.readline())
+            sh.stdout.close()
+            pathlib.Path("pid").write_text(str(sleep_pid))
+            yield sh, sleep_pid
+
+        def test_kills_the_parent_first(shell):
+            sh, sleep_pid = shell
+            os.kill(sh.pid, signal.SIGSTOP)
+            os.kill(sleep_pid, signal.SIGKILL)
+            os.kill(sh.pid, signal.SIGKILL)
+            sh.wait()
+        """
+    )
+    result = run_pytest()
+    pid = int((pytester.path / "pid").read_text())
+    result.assert_outcomes(passed=1)
+    assert not _is_running(pid)
+
+
+def test_a_test_that_leaves_an_fd_open_fails_naming_it(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import os, pathlib
+
+        def test_opens():
+            fd = os.open("leaked.txt", os.O_WRONLY | os.O_CREAT)
+            pathlib.Path("fd").write_text(str(fd))
+        """
+    )
+    result = run_pytest()
+    fd = int((pytester.path / "fd").read_text())
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [f"test left 1 fd open: {fd} -> {os.path.realpath(pytester.path / 'leaked.txt')}"]
+    )
+
+
+def test_a_clean_test_passes(pytester: pytest.Pytester, run_pytest: RunPytest) -> None:
+    pytester.makepyfile(
+        """
+        import subprocess
+
+        def test_cleans_up(tmp_path, capfd):
+            subprocess.run(["true"], check=True)
+            with open(tmp_path / "f", "w") as f:
+                f.write("x")
+            print("out")
+            assert capfd.readouterr().out == "out\\n"
+        """
+    )
+    result = run_pytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_what_a_session_fixture_holds_is_not_blamed_on_the_tests_using_it(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import os, signal, subprocess, pytest
+
+        @pytest.fixture(scope="session")
+        def server():
+            proc = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], start_new_session=True)
+            r, w = os.pipe()
+            yield proc
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            os.close(r)
+            os.close(w)
+
+        def test_one(server):
+            pass
+
+        def test_two(server):
+            pass
+        """
+    )
+    result = run_pytest()
+    result.assert_outcomes(passed=2)
+
+
+def test_a_session_fixture_that_leaves_its_process_behind_fails_the_teardown_that_ends_it(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    pytester.makepyfile(
+        """
+        import pathlib, subprocess, pytest
+
+        @pytest.fixture(scope="session")
+        def server():
+            proc = subprocess.Popen(["sleep", "32"])
+            pathlib.Path("pid").write_text(str(proc.pid))
+            yield proc
+
+        def test_one(server):
+            pass
+
+        def test_two(server):
+            pass
+        """
+    )
+    result = run_pytest()
+    pid = int((pytester.path / "pid").read_text())
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_two*", f"test left 1 process behind: {pid} (S) sleep 32"]
+    )
+
+
+# ---------------------------------------------------------------- run()
+
+
+def _fake_occasional() -> types.ModuleType:
+    """An in-process stand-in for the runtime: main runs here, an exception ends it as
+    ``ProcessExit(("error", exc))`` chained from it, with its traceback text kept."""
+    fake = types.ModuleType("occasional")
+
+    class ProcessExit(Exception):
+        def __init__(self, reason: tuple[str, Any]) -> None:
+            super().__init__(reason)
+            self.reason = reason
+
+    def run(main: Callable[..., Any], *args: Any, **options: Any) -> Any:
+        try:
+            return main(*args)
+        except Exception as exc:
+            text = "".join(traceback.format_exception(exc))
+            exc.occ_traceback = text  # type: ignore[attr-defined]
+            raise ProcessExit(("error", exc)) from exc
+
+    def format_reason(reason: tuple[str, Any]) -> str:
+        return f"process ended with an error:\n{reason[1].occ_traceback}"
+
+    fake.ProcessExit = ProcessExit  # type: ignore[attr-defined]
+    fake.run = run  # type: ignore[attr-defined]
+    fake.format_reason = format_reason  # type: ignore[attr-defined]
+    return fake
+
+
+@pytest.fixture
+def fake_occasional(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    fake = _fake_occasional()
+    monkeypatch.setitem(sys.modules, "occasional", fake)
+    return fake
+
+
+def test_run_fails_a_remote_assertion_as_an_assertion_error_with_the_remote_traceback(
+    fake_occasional: types.ModuleType,
+) -> None:
+    def main(x: int) -> None:
+        assert x == 2, "x should be 2"
+
+    with pytest.raises(AssertionError) as caught:
+        test_framework.run(main, 1)
+    message = str(caught.value)
+    assert message.startswith(
+        "an assertion failed in a process of the runtime:\nprocess ended with an error:\n"
+    )
+    assert "in main\n    assert x == 2" in message
+    assert message.endswith("AssertionError: x should be 2\nassert 1 == 2")
+    assert type(caught.value.__cause__) is fake_occasional.ProcessExit
+
+
+def test_run_lets_any_other_process_exit_through(fake_occasional: types.ModuleType) -> None:
+    def main() -> None:
+        raise KeyError("k")
+
+    with pytest.raises(fake_occasional.ProcessExit) as caught:
+        test_framework.run(main)
+    assert caught.value.reason[0] == "error"
+    assert type(caught.value.reason[1]) is KeyError
+
+
+def test_run_returns_what_main_returns(fake_occasional: types.ModuleType) -> None:
+    assert test_framework.run(lambda a, b: a + b, 2, 3) == 5
