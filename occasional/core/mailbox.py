@@ -299,12 +299,20 @@ class Context:
                 peer.out_bytes += n + 4
             self._flush(peer)
             return
+        frame = data if data is not None else _pack_frame(n) + payload
         frames = self.waiting.get(pid_id)
-        if frames is None:
-            self.waiting[pid_id] = [data if data is not None else _pack_frame(n) + payload]
-            self.tell([P.CONNECT, pid_id])
-        else:
-            frames.append(data if data is not None else _pack_frame(n) + payload)
+        if frames is not None:
+            frames.append(frame)
+            return
+        self.waiting[pid_id] = [frame]
+        self.tell([P.CONNECT, pid_id])
+        # Wait for central's answer (PEER or PEER_DEAD pops the entry): central
+        # answers at once and never waits on another process, so this is
+        # bounded, and a process that only sends still gets its messages out
+        # now rather than at its next receive.
+        waiting = self.waiting
+        while pid_id in waiting:
+            self._read_central(blocking=True)
 
     def pump(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds for anything to happen, and handle it."""

@@ -1,0 +1,254 @@
+"""Helpers shared by the contract tests (API.md, sections 1-5 and 10).
+
+Two kinds of helpers live here:
+
+* helpers that run inside a process of a runtime (``drain_mailbox``,
+  ``wait_until_in_mailbox``, ``ask_a_new_process``); they reach spawned
+  processes by reference as ``conftest.<name>``, like any module-level function;
+* helpers that look at Linux processes through ``/proc`` (``descendants``,
+  ``title``, ``snapshot``, ``survivors``, ``wait_until_gone``), used to check
+  that no OS process outlives its runtime.
+
+A process is identified by ``(pid, start time)`` so that a pid reused by an
+unrelated process after the original ended is never mistaken for it; its
+parent when seen tells a zombie nobody reaped from an orphan handed to a
+subreaper.
+
+``occasional`` is imported inside the helpers that use it, so that a runtime
+that does not import yet fails only the tests that use it, not the
+collection of every test in this folder (tests/test_framework_plugin.py too).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:
+    import occasional as occ
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- error messages ---------------------------------------------------------
+
+
+def naming(value: object) -> str:
+    """A ``match=`` pattern for an error message that names ``value``.
+
+    Anchored at the start of the message, it only asks that ``repr(value)``
+    appears somewhere in it (STYLE.md, "Errors": name the offending value),
+    without fixing the rest of the wording.
+    """
+    return r"(?s)^.*" + re.escape(repr(value))
+
+
+# --- inside a runtime -------------------------------------------------------
+
+
+def drain_mailbox() -> list[Any]:
+    """Remove and return every message already in the mailbox, oldest first."""
+    import occasional as occ
+
+    drained = []
+    while True:
+        try:
+            drained.append(occ.receive(timeout=0))
+        except TimeoutError:
+            return drained
+
+
+def wait_until_in_mailbox(accepts: Callable[[Any], bool], timeout: float = 10.0) -> None:
+    """Wait until a message that ``accepts`` is in the mailbox, without removing it.
+
+    ``receive`` only ever removes what its match accepts, so a predicate that
+    notes what it sees and accepts nothing lets us look without touching.
+    """
+    import occasional as occ
+
+    seen = False
+
+    def peek(msg: Any) -> bool:
+        nonlocal seen
+        if accepts(msg):
+            seen = True
+        return False
+
+    deadline = time.monotonic() + timeout
+    while not seen:
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"no matching message arrived within {timeout} s")
+        try:
+            occ.receive(peek, timeout=0.02)
+        except TimeoutError:
+            pass
+
+
+def _answer(asker: occ.Pid, question: object) -> None:
+    import occasional as occ
+
+    occ.send(asker, ("answer", question, os.getpid()))
+
+
+def ask_a_new_process(question: object = "are you there?", timeout: float = 10.0) -> object:
+    """Spawn a fresh process, have it answer, and return the answered question.
+
+    Called after an error to show that the runtime still spawns processes and
+    delivers messages (API.md, section 10: errors leave the runtime running).
+    """
+    import occasional as occ
+
+    pid = occ.spawn(_answer, occ.slf(), question)
+    _, echoed, os_pid = occ.receive(("answer", question, int), timeout=timeout)
+    assert os_pid == pid.os_pid
+    return echoed
+
+
+# --- Linux processes, seen from outside -------------------------------------
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, start time) of ``pid``, or None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[19])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``.
+
+    Uses /proc/<pid>/task/*/children where the kernel has it
+    (CONFIG_PROC_CHILDREN), and a scan of every /proc/<n>/stat otherwise.
+    """
+    task_dir = Path(f"/proc/{pid}/task")
+    try:
+        files = [t / "children" for t in task_dir.iterdir()]
+    except FileNotFoundError:
+        return []
+    if files and all(f.exists() for f in files):
+        found: set[int] = set()
+        for f in files:
+            try:
+                found.update(int(n) for n in f.read_text().split())
+            except FileNotFoundError:
+                continue
+        return sorted(found)
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None and stat[1] == pid:
+                kids.append(int(entry))
+    return sorted(kids)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children, grandchildren, ...)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for kid in children(todo.pop()):
+            if kid not in found:
+                found.append(kid)
+                todo.append(kid)
+    return sorted(found)
+
+
+def title(pid: int) -> str:
+    """What ``ps`` shows for ``pid``: /proc/<pid>/cmdline, NULs read as spaces."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+    parts = [p for p in raw.split(b"\0") if p]
+    return b" ".join(parts).decode("utf-8", "replace").strip()
+
+
+Snapshot = list[tuple[int, int, int]]  # (pid, start time, parent pid when seen)
+
+
+def snapshot(pids: Iterable[int]) -> Snapshot:
+    """(pid, start time, parent pid) of each pid that exists now."""
+    taken = []
+    for pid in sorted(set(pids)):
+        stat = _stat(pid)
+        if stat is not None:
+            taken.append((pid, stat[2], stat[1]))
+    return taken
+
+
+def still_there(pid: int, started: int, parent: int) -> bool:
+    """True if the process is still running, or is a zombie its own parent has not reaped.
+
+    A zombie counts only if it is still the child of the parent it had when it
+    was seen. An orphan reparented to a subreaper (pytest is one, see
+    test_framework.py) or to init runs no code and holds nothing of the
+    runtime; init would reap it at once.
+    """
+    stat = _stat(pid)
+    if stat is None or stat[2] != started:
+        return False
+    state, ppid, _ = stat
+    if state in ("Z", "X", "x"):
+        return ppid == parent
+    return True
+
+
+def survivors(taken: Snapshot) -> list[str]:
+    """The processes of ``taken`` still there, as 'pid (title)' for the failure message."""
+    return [f"{pid} ({title(pid)!r})" for pid, started, parent in taken if still_there(pid, started, parent)]
+
+
+def wait_until_gone(taken: Snapshot, timeout: float = 2.0) -> list[str]:
+    """Poll until no process of ``taken`` is left or ``timeout`` passed; return the survivors.
+
+    Used where nothing in the runtime can tell us (its starter was SIGKILLed),
+    so polling /proc with a deadline is the only way to wait.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = survivors(taken)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.01)
+
+
+def kill_survivors(taken: Snapshot) -> None:
+    """SIGKILL whatever of ``taken`` is still there, so a failed test does not leak into the next."""
+    for pid, started, parent in taken:
+        if still_there(pid, started, parent):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def reap_orphans(taken: Snapshot) -> None:
+    """Reap the zombies of ``taken`` that were handed to this interpreter when their parent died.
+
+    pytest is a child subreaper (test_framework.py), so when a test SIGKILLs
+    the interpreter that started a runtime, the orphans end as pytest's
+    zombies; init would reap them at once, so the test does it.
+    """
+    me = os.getpid()
+    for pid, started, parent in taken:
+        stat = _stat(pid)
+        if stat is None or stat[2] != started or parent == me:
+            continue
+        state, ppid, _ = stat
+        if state == "Z" and ppid == me:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
