@@ -58,7 +58,7 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
 
     while True:
         try:
-            readable, _, _ = select.select([sock, wake_r], [], [])
+            readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
         except InterruptedError:
             continue
         if wake_r in readable:
@@ -68,7 +68,7 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
             except BlockingIOError:
                 pass
             _reap(sock)
-        if sock in readable:
+        if sock.fileno() in readable:
             data = recv_with_fds(sock, 1 << 20, fds)
             if not data:
                 os._exit(0)
