@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from . import codec
+from . import context as _context
 from . import protocol as P
 from .context import current
 from .errors import NoProcess, ProcessExit
@@ -123,7 +124,9 @@ def send(dest: Any, msg: Any) -> None:
         TypeError: ``dest`` is not an address, or ``msg`` cannot be serialised
             (nothing is sent).
     """
-    ctx = current("send()")
+    ctx = _context._current
+    if ctx is None or ctx.closed:
+        ctx = current("send()")
     if isinstance(dest, Pid):
         pid_id = dest.id
     elif type(dest) is str:
@@ -162,7 +165,12 @@ def receive(match: Any = None, timeout: float | None = None) -> Any:
     messages stay in the mailbox, in order. Blocks until one arrives; with
     ``timeout`` (seconds, 0 = just look) raises TimeoutError if none matched.
     """
-    ctx = current("receive()")
+    ctx = _context._current
+    if ctx is None or ctx.closed:
+        ctx = current("receive()")
+    if match is None and timeout is None:
+        mailbox = ctx.mailbox
+        return mailbox.popleft() if mailbox else ctx.receive(None, None)
     return ctx.receive(compile_match(match), _check_timeout("receive()", timeout))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import struct
 from types import ModuleType
 from typing import Any
 
@@ -32,6 +33,9 @@ EXT_DILL = 8
 EXT_BIGINT = 9
 
 _ExtType = msgpack.ExtType
+_make_pid = Pid._make
+_make_ref = Ref._make
+_make_port = Port._make
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 _dill_loads = dill.loads
@@ -68,6 +72,17 @@ def _dill_dumps(obj: Any, protocol: int = dill.HIGHEST_PROTOCOL, recurse: bool =
 # more than the whole encoding of a small message).
 _packers: list[msgpack.Packer] = []
 _depth = 0
+# Pid, Ref and Port have a fixed shape: two 64-bit integers.
+_pair = struct.Struct("<qq")
+_pack_pair = _pair.pack
+_unpack_pair = _pair.unpack
+# msgpack's ExtType validates its arguments in Python (0.3 us a message in
+# bench/RESULTS.md's profile); the packer only checks the exact type.
+_new_tuple = tuple.__new__
+
+
+def _ext(code: int, data: bytes) -> Any:
+    return _new_tuple(_ExtType, (code, data))
 
 
 def _pack(obj: Any) -> bytes:
@@ -85,23 +100,23 @@ def _pack(obj: Any) -> bytes:
 def _default(obj: Any) -> Any:
     t = type(obj)
     if t is tuple:
-        return _ExtType(EXT_TUPLE, _pack(list(obj)))
+        return _new_tuple(_ExtType, (EXT_TUPLE, _pack(list(obj))))
     if t is Pid:
-        return _ExtType(EXT_PID, _packb((obj.id, obj.os_pid)))
+        return _new_tuple(_ExtType, (EXT_PID, _pack_pair(obj.id, obj.os_pid)))
     if t is Ref:
-        return _ExtType(EXT_REF, _packb((obj.owner, obj.n)))
+        return _ext(EXT_REF, _pack_pair(obj.owner, obj.n))
     if t is Port:
-        return _ExtType(EXT_PORT, _packb((obj.id, obj.os_pid)))
+        return _ext(EXT_PORT, _pack_pair(obj.id, obj.os_pid))
     if t is set:
-        return _ExtType(EXT_SET, _pack(list(obj)))
+        return _ext(EXT_SET, _pack(list(obj)))
     if t is frozenset:
-        return _ExtType(EXT_FROZENSET, _pack(list(obj)))
+        return _ext(EXT_FROZENSET, _pack(list(obj)))
     if t is int:
-        return _ExtType(EXT_BIGINT, str(obj).encode())
+        return _ext(EXT_BIGINT, str(obj).encode())
     if isinstance(obj, BaseException):
-        return _ExtType(EXT_EXCEPTION, _dump_exception(obj))
+        return _ext(EXT_EXCEPTION, _dump_exception(obj))
     try:
-        return _ExtType(EXT_DILL, _dill_dumps(obj, protocol=dill.HIGHEST_PROTOCOL, recurse=True))
+        return _ext(EXT_DILL, _dill_dumps(obj, protocol=dill.HIGHEST_PROTOCOL, recurse=True))
     except Exception as e:
         raise TypeError(f"cannot serialize {obj!r} ({t.__qualname__}): {e}") from e
 
@@ -127,14 +142,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_TUPLE:
         return tuple(_unpack(data))
     if code == EXT_PID:
-        i, os_pid = _unpackb(data)
-        return Pid._make(i, os_pid)
+        return _make_pid(*_unpack_pair(data))
     if code == EXT_REF:
-        owner, n = _unpackb(data)
-        return Ref._make(owner, n)
+        return _make_ref(*_unpack_pair(data))
     if code == EXT_PORT:
-        i, os_pid = _unpackb(data)
-        return Port._make(i, os_pid)
+        return _make_port(*_unpack_pair(data))
     if code == EXT_SET:
         return set(_unpack(data))
     if code == EXT_FROZENSET:

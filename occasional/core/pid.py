@@ -28,9 +28,9 @@ class Pid:
 
     @classmethod
     def _make(cls, id: int, os_pid: int) -> Pid:
-        self = object.__new__(cls)
-        object.__setattr__(self, "id", id)
-        object.__setattr__(self, "os_pid", os_pid)
+        self = _new(cls)
+        _set_id(self, id)
+        _set_os_pid(self, os_pid)
         return self
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -98,9 +98,9 @@ class Ref:
 
     @classmethod
     def _make(cls, owner: int, n: int) -> Ref:
-        self = object.__new__(cls)
-        object.__setattr__(self, "owner", owner)
-        object.__setattr__(self, "n", n)
+        self = _new(cls)
+        _set_owner(self, owner)
+        _set_n(self, n)
         return self
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -122,6 +122,15 @@ class Ref:
 
     def __repr__(self) -> str:
         return f"<occ ref {self.owner}.{self.n}>"
+
+
+# Slot setters, bypassing the __setattr__ that makes these values immutable
+# (a Pid is decoded for every message that carries one).
+_new = object.__new__
+_set_id = Pid.__dict__["id"].__set__
+_set_os_pid = Pid.__dict__["os_pid"].__set__
+_set_owner = Ref.__dict__["owner"].__set__
+_set_n = Ref.__dict__["n"].__set__
 
 
 def _make_address(kind: str, a: int, b: int) -> Pid | Ref:
