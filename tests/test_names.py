@@ -273,3 +273,23 @@ def test_process_info_of_a_dead_pid_is_none():
         return occ.process_info(pid)
 
     assert occ.run(main) is None
+
+
+def test_a_name_registered_at_spawn_never_resolves_to_a_pid_without_its_linux_pid():
+    def watcher(parent, rounds):
+        seen = []
+        for i in range(rounds):
+            while (pid := occ.whereis(f"racer-{i}")) is None:
+                pass
+            seen.append(pid.os_pid)
+            occ.send(pid, "go")
+        occ.send(parent, seen)
+
+    def main():
+        rounds = 20
+        occ.spawn(watcher, occ.slf(), rounds)
+        spawned = [occ.spawn(occ.receive, name=f"racer-{i}").os_pid for i in range(rounds)]
+        return spawned, occ.receive(timeout=20)
+
+    spawned, seen = occ.run(main)
+    assert seen == spawned

@@ -191,7 +191,7 @@ class Proc:
     __slots__ = (
         "id", "os_pid", "conn", "name", "function", "title", "links", "monitored_by",
         "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
-        "hidden", "own_group", "owner", "spawn_reply", "finalized",
+        "hidden", "own_group", "owner", "forked_waiters", "finalized",
     )  # fmt: skip
 
     def __init__(self, id: int, function: str, title: str) -> None:
@@ -212,7 +212,9 @@ class Proc:
         self.hidden = False
         self.own_group = True
         self.owner = False
-        self.spawn_reply: tuple[Proc, int] | None = None
+        # Run once the forkserver reports the fork (True) or its failure (False):
+        # answers that need the Linux pid wait here (spawn, whereis, connect).
+        self.forked_waiters: list[Callable[[bool], None]] = []
         self.finalized = False
 
 
@@ -323,13 +325,23 @@ class Central:
             p.monitoring[ref] = child.id
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._attach(child, mine)
-        child.spawn_reply = (p, req)
+        def answer(ok: bool) -> None:
+            if ok:
+                self._reply(p, req, self._pid(child))
+            else:
+                self._error(p, req, "RuntimeError", f"cannot spawn {function}: the forkserver could not fork")
+
+        child.forked_waiters.append(answer)
         self.fs.send([P.FORK, child.id, blob, sys_path, title], [theirs.detach()])
 
     def op_connect(self, p: Proc, msg: list[Any]) -> None:
         target = self._live(msg[1])
-        if target is None or target.conn is None or target.os_pid is None:
-            p.conn.send([P.PEER_DEAD, msg[1]])  # type: ignore[union-attr]
+        if target is not None and target.os_pid is None:
+            target.forked_waiters.append(lambda ok: self.op_connect(p, msg))
+            return
+        if target is None or target.conn is None or p.finalized:
+            if p.conn is not None:
+                p.conn.send([P.PEER_DEAD, msg[1]])
             return
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Both ends go out in this one step, so both processes see their
@@ -413,7 +425,14 @@ class Central:
     def op_whereis(self, p: Proc, msg: list[Any]) -> None:
         _, req, name = msg
         holder = self.names.get(name)
-        self._reply(p, req, None if holder is None else self._pid(self.procs[holder]))
+        if holder is None:
+            self._reply(p, req, None)
+            return
+        q = self.procs[holder]
+        if q.os_pid is None:
+            q.forked_waiters.append(lambda ok: self._reply(p, req, self._pid(q) if ok else None))
+            return
+        self._reply(p, req, self._pid(q))
 
     def op_registered(self, p: Proc, msg: list[Any]) -> None:
         self._reply(p, msg[1], sorted(self.names))
@@ -531,11 +550,9 @@ class Central:
                 return
             p.os_pid = os_pid
             self.by_os_pid[os_pid] = p
-            if p.spawn_reply is not None:
-                parent, req = p.spawn_reply
-                p.spawn_reply = None
-                if not parent.finalized:
-                    self._reply(parent, req, [p.id, os_pid])
+            waiters, p.forked_waiters = p.forked_waiters, []
+            for waiter in waiters:
+                waiter(True)
             if p.kill_reason is not None:
                 _sigkill(os_pid, True)
             self._maybe_finalize(p)
@@ -549,11 +566,10 @@ class Central:
             _, pid_id, error = msg
             p = self.procs.get(pid_id)
             if p is not None:
-                if p.spawn_reply is not None:
-                    parent, req = p.spawn_reply
-                    p.spawn_reply = None
-                    self._error(parent, req, "RuntimeError", f"cannot spawn: {error}")
+                waiters, p.forked_waiters = p.forked_waiters, []
                 p.os_pid = 0
+                for waiter in waiters:
+                    waiter(False)
                 self._finalize(p, ["noproc", _packb(None)])
 
     def _on_forkserver_eof(self, error: str | None) -> None:
