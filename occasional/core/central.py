@@ -35,6 +35,9 @@ _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 _RECV = 1 << 18
 _STOP_REASON = ["killed", _packb("runtime stopped")]
+# Ends worth a warning when no process watches: not a normal return, not a
+# kill the runtime was asked for, not the echo of a linked partner's end.
+_UNWATCHED_KINDS = ("error", "exitcode", "signal")
 
 
 def _frame(msg: list[Any]) -> bytes:
@@ -191,7 +194,7 @@ class Proc:
     __slots__ = (
         "id", "os_pid", "conn", "name", "function", "title", "links", "monitored_by",
         "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
-        "hidden", "own_group", "owner", "forked_waiters", "finalized",
+        "hidden", "own_group", "owner", "forked_waiters", "finalized", "summary",
     )  # fmt: skip
 
     def __init__(self, id: int, function: str, title: str) -> None:
@@ -216,6 +219,7 @@ class Proc:
         # answers that need the Linux pid wait here (spawn, whereis, connect).
         self.forked_waiters: list[Callable[[bool], None]] = []
         self.finalized = False
+        self.summary = ""
 
 
 class Central:
@@ -460,9 +464,9 @@ class Central:
         })  # fmt: skip
 
     def op_exit(self, p: Proc, msg: list[Any]) -> None:
-        _, kind, detail = msg
         if p.reported is None:
-            p.reported = [kind, detail]
+            p.reported = [msg[1], msg[2]]
+            p.summary = msg[3]
 
     def op_stop(self, p: Proc, msg: list[Any]) -> None:
         if not p.owner:
@@ -524,6 +528,10 @@ class Central:
             if q is not None:
                 q.monitored_by.pop(ref, None)
         normal = reason[0] == "ok"
+        if reason[0] in _UNWATCHED_KINDS and not p.monitored_by and not p.links and not self.stopping:
+            # Nobody will hear of this end otherwise (STYLE.md, "logging").
+            log.warning("process <occ %s> (%s) ended and no process monitors or links to it: %s",
+                        p.os_pid, p.function, p.summary or _describe_wire(reason))
         for lid in sorted(p.links):
             q = self.procs.get(lid)
             if q is None:
@@ -689,6 +697,15 @@ def _wait_for(pid: int, timeout: float) -> int | None:
         time.sleep(0.001)
 
 
+def _describe_wire(reason: list[Any]) -> str:
+    kind, detail = reason
+    if kind == "signal":
+        return f"killed by signal {_unpackb(detail)}"
+    if kind == "exitcode":
+        return f"exited with status {_unpackb(detail)}"
+    return kind  # type: ignore[no-any-return]
+
+
 def _describe_status(status: int) -> str:
     kind, detail = reason_from_status(status)
     return f"killed by {detail}" if kind == "signal" else f"exit status {detail}"
@@ -758,6 +775,10 @@ def main(argv: list[str]) -> None:
             os._exit(70)
     fs_theirs.close()
     set_title("occasional: central")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("occasional: %(message)s"))
+    logging.getLogger("occasional").addHandler(handler)
+    logging.getLogger("occasional").setLevel(logging.WARNING)
     _raise_fd_limit()
 
     import uvloop

@@ -26,6 +26,7 @@ from . import codec
 from . import protocol as P
 from .errors import NameTaken, NoProcess, ProcessExit
 from .pid import Pid, Ref
+from .reasons import format_reason
 
 log = logging.getLogger("occasional.core")
 
@@ -389,7 +390,11 @@ class Context:
             kind = "error"
             err = TypeError(f"the process returned {detail!r}, which cannot be sent as a value: {e}")
             detail_bytes = codec.dumps(err)
-        self.tell([P.EXIT, kind, detail_bytes])
+            detail = err
+        # A text summary rides along, so central can report a crash that no
+        # process watches without unpickling anything.
+        summary = "" if kind == "ok" else format_reason((kind, detail))
+        self.tell([P.EXIT, kind, detail_bytes, summary])
 
     def close(self) -> None:
         for peer in list(self.peers_by_fd.values()):
