@@ -52,8 +52,10 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
     me = os.getpid()
     dec = Decoder()
     fds: deque[int] = deque()
+    _warm_up()
     # Freeze what is loaded now: children then share these pages instead of
     # copying them when the collector walks them (PSS per process, issue 3).
+    gc.collect()
     gc.freeze()
 
     while True:
@@ -110,6 +112,41 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
                     pass
                 os.close(child_fd)
                 _send(sock, [P.FORKED, pid_id, child_pid])
+
+
+def _warm_up() -> None:
+    """Run the paths every child runs, once, before any fork.
+
+    Python 3.11 specialises bytecode in place as it runs and fills caches on
+    first use; done in each child, that writes to shared pages and copies
+    them (copy-on-write). Done here once, the children share the result:
+    fewer private pages per process and less time spent in page faults.
+    """
+    from . import codec
+    from .mailbox import Context
+    from .pid import Pid
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        ctx = Context(a, Pid._make(0, os.getpid()))
+        me = ctx.pid
+        for _ in range(3):
+            f, args = codec.load_function(codec.dump_function(lambda x: x, (me,)))
+            f(*args)
+            for msg in ((me, "hello"), ("msg", 1), [1, 2.5, b"x", None], {"k": {1}}, ValueError("x")):
+                ctx.send_bytes(me.id, codec.dumps(msg))
+                ctx.receive(None, 0)
+            try:
+                ctx.receive(lambda m: False, 0)
+            except TimeoutError:
+                pass
+            ctx.flush_all()
+            ctx.exit(("ok", None))
+            b.recv(1 << 16)
+        ctx.close()
+    finally:
+        a.close()
+        b.close()
 
 
 def _reap(sock: socket.socket) -> None:
