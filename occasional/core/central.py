@@ -11,7 +11,6 @@ services"). Central never unpickles user data: user values cross it as bytes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -19,7 +18,7 @@ import socket
 import sys
 import time
 from collections import deque
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgpack
 
@@ -28,6 +27,9 @@ from ..sck.frame import HEADER, Decoder, FrameError
 from . import protocol as P
 from .reasons import reason_from_status
 from .titles import set_title
+
+if TYPE_CHECKING:
+    import asyncio
 
 log = logging.getLogger("occasional.core")
 
@@ -634,6 +636,8 @@ class Central:
     # -- stop -----------------------------------------------------------------------------
 
     async def shutdown(self, done: Callable[[], None] | None) -> None:
+        import asyncio
+
         if self.stopping:
             return
         self.stopping = True
@@ -780,6 +784,9 @@ def main(argv: list[str]) -> None:
     logging.getLogger("occasional").addHandler(handler)
     logging.getLogger("occasional").setLevel(logging.WARNING)
     _raise_fd_limit()
+
+    # Imported after the fork: the forkserver needs neither.
+    import asyncio
 
     import uvloop
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import importlib
 import io
+import pickle
 import struct
 from types import ModuleType
 from typing import Any
 
-import dill
 import msgpack
 
 from .pid import Pid, Port, Ref
@@ -38,11 +38,9 @@ _make_ref = Ref._make
 _make_port = Port._make
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
-_dill_loads = dill.loads
-_save_module_by_value = dill.Pickler.dispatch[ModuleType]
 
 
-def _save_module(pickler: dill.Pickler, module: ModuleType) -> None:
+def _save_module(pickler: Any, module: ModuleType) -> None:
     """Pickle a module by reference: the receiver imports it by name.
 
     dill pickles the dict of any module outside site-packages by value (a
@@ -50,20 +48,39 @@ def _save_module(pickler: dill.Pickler, module: ModuleType) -> None:
     sockets included. Only ``__main__`` travels by value, as dill does.
     """
     if module.__name__ == "__main__":
-        _save_module_by_value(pickler, module)
+        _dill().Pickler.dispatch[ModuleType](pickler, module)
         return
     pickler.save_reduce(importlib.import_module, (module.__name__,), obj=module)
 
 
-class _Pickler(dill.Pickler):  # type: ignore[misc]
-    dispatch = dill.Pickler.dispatch.copy()
-    dispatch[ModuleType] = _save_module
+# dill is imported on first use: central never unpickles user data, and
+# importing dill was 29 ms of its 65 ms of imports (bench/RESULTS.md, start-up).
+_pickler_class: Any = None
 
 
-def _dill_dumps(obj: Any, protocol: int = dill.HIGHEST_PROTOCOL, recurse: bool = True) -> bytes:
+def _dill() -> Any:
+    import dill
+
+    return dill
+
+
+def _dill_dumps(obj: Any, recurse: bool = True) -> bytes:
+    global _pickler_class
+    if _pickler_class is None:
+        dill = _dill()
+
+        class _Pickler(dill.Pickler):  # type: ignore[misc,name-defined]
+            dispatch = dill.Pickler.dispatch.copy()
+            dispatch[ModuleType] = _save_module
+
+        _pickler_class = _Pickler
     buf = io.BytesIO()
-    _Pickler(buf, protocol, byref=False, recurse=recurse).dump(obj)
+    _pickler_class(buf, pickle.HIGHEST_PROTOCOL, byref=False, recurse=recurse).dump(obj)
     return buf.getvalue()
+
+
+def _dill_loads(data: bytes) -> Any:
+    return _dill().loads(data)
 
 
 # One reusable Packer per nesting depth: a tuple inside a message is packed by
@@ -116,7 +133,7 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, BaseException):
         return _ext(EXT_EXCEPTION, _dump_exception(obj))
     try:
-        return _ext(EXT_DILL, _dill_dumps(obj, protocol=dill.HIGHEST_PROTOCOL, recurse=True))
+        return _ext(EXT_DILL, _dill_dumps(obj))
     except Exception as e:
         raise TypeError(f"cannot serialize {obj!r} ({t.__qualname__}): {e}") from e
 
@@ -131,11 +148,11 @@ def _dump_exception(exc: BaseException) -> bytes:
         except Exception:
             pass
     try:
-        return _dill_dumps(exc, protocol=dill.HIGHEST_PROTOCOL, recurse=True)  # type: ignore[no-any-return]
+        return _dill_dumps(exc)
     except Exception as e:
         stand_in = RuntimeError(f"{type(exc).__qualname__}: {exc} (the exception itself could not be serialized: {e})")
         setattr(stand_in, TRACEBACK_ATTR, getattr(exc, TRACEBACK_ATTR, ""))
-        return _dill_dumps(stand_in)  # type: ignore[no-any-return]
+        return _dill_dumps(stand_in)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -182,7 +199,7 @@ def dump_function(f: Any, args: tuple[Any, ...]) -> bytes:
     names it uses (``recurse=True``), and dill refers to importable modules by
     name, so a closure that uses ``occ`` does not drag the package along.
     """
-    return _dill_dumps((f, args), protocol=dill.HIGHEST_PROTOCOL, recurse=True)  # type: ignore[no-any-return]
+    return _dill_dumps((f, args))
 
 
 def load_function(blob: bytes) -> tuple[Any, tuple[Any, ...]]:
