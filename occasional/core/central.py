@@ -25,6 +25,7 @@ import msgpack
 from ..sck.fdpass import recv_with_fds, send_with_fds
 from ..sck.frame import HEADER, Decoder, FrameError
 from . import protocol as P
+from .reaping import reap_ended
 from .reasons import reason_from_status
 from .titles import set_title
 
@@ -614,13 +615,7 @@ class Central:
     def on_sigchld(self) -> None:
         # Central is a child subreaper: orphans of user processes, and user
         # processes themselves once the forkserver is gone, are reaped here.
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_ended():
             if pid == self.fs_pid:
                 self.fs_pid = -1
                 self.loop.remove_reader(self.fs_pidfd)
@@ -736,13 +731,8 @@ def _kill_and_reap_children() -> None:
             _sigkill(pid, False)
         for pid in kids:
             _wait_for(pid, 0.2)
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for _pid, _status in reap_ended():
+        pass
 
 
 def _rss(os_pid: int) -> int | None:

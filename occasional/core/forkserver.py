@@ -22,6 +22,7 @@ import msgpack
 from ..sck.fdpass import recv_with_fds
 from ..sck.frame import HEADER, Decoder
 from . import protocol as P
+from .reaping import reap_ended
 from .titles import set_title
 
 
@@ -150,13 +151,7 @@ def _warm_up() -> None:
 
 
 def _reap(sock: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in reap_ended():
         _send(sock, [P.REAPED, pid, status])
 
 
