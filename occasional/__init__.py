@@ -7,6 +7,7 @@ The contract is API.md; this module only re-exports it. Map of the package:
   monitors, connection broker, exit detection), the forkserver, the process
   context and mailbox, matching, reasons, the wire codec. Internal.
 - ``occasional.sck``: length-prefixed frames and fd passing. Internal.
+- ``occasional.behaviours``: Server (gen_server) and Supervisor, on the core.
 - ``occasional.ports``: native executables as processes (public).
 - ``occasional.durable``: journaled processes that replay after a crash (public).
 - ``occasional.cli``: the ``occasional`` command.
@@ -34,6 +35,8 @@ from .core.api import (
     unregister as unregister,
     whereis as whereis,
 )
+from .behaviours.server import Server as Server, call as call, cast as cast, noreply as noreply, reply as reply
+from .behaviours.supervisor import Supervisor as Supervisor, TooManyRestarts as TooManyRestarts
 from .core.errors import NameTaken as NameTaken, NoProcess as NoProcess, ProcessExit as ProcessExit
 from .core.match import ANY as ANY
 from .core.pid import Pid as Pid, Port as Port, Ref as Ref
@@ -49,4 +52,5 @@ __all__ = [
     "monitor", "demonitor", "link", "unlink", "trap_exits", "kill", "format_reason",
     "register", "unregister", "whereis", "registered", "processes", "process_info",
     "ProcessExit", "NoProcess", "NameTaken",
+    "Server", "call", "cast", "reply", "noreply", "Supervisor", "TooManyRestarts",
 ]  # fmt: skip

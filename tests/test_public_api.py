@@ -15,10 +15,12 @@ CONTRACT = {
     "monitor", "demonitor", "link", "unlink", "trap_exits", "kill", "format_reason", "ProcessExit",
     # section 5
     "register", "unregister", "whereis", "registered", "processes", "process_info", "NoProcess", "NameTaken",
+    # section 6 (TooManyRestarts: the supervisor's give-up reason, CHANGELOG.md)
+    "Server", "call", "cast", "reply", "noreply", "Supervisor", "TooManyRestarts",
 }  # fmt: skip
 
 
-def test_all_lists_exactly_the_contract_of_sections_1_to_5():
+def test_all_lists_exactly_the_contract_of_sections_1_to_6():
     assert set(occ.__all__) == CONTRACT
 
 
@@ -26,7 +28,7 @@ def test_every_name_in_all_exists():
     assert [name for name in occ.__all__ if not hasattr(occ, name)] == []
 
 
-@pytest.mark.parametrize("name", ["ProcessExit", "NoProcess", "NameTaken", "Pid", "Ref", "Port"])
+@pytest.mark.parametrize("name", ["ProcessExit", "NoProcess", "NameTaken", "Pid", "Ref", "Port", "Server", "Supervisor", "TooManyRestarts"])
 def test_a_public_class_shows_its_public_home(name):
     assert getattr(occ, name).__module__ == "occasional"
 

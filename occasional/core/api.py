@@ -258,6 +258,15 @@ def kill(pid: Any, why: Any = "killed") -> None:
     ctx.call(P.KILL, pid.id, why_bytes)
 
 
+def exit_signal(pid: Pid, reason: tuple[str, Any]) -> None:
+    """Send an exit signal, as Erlang's ``exit(Pid, Reason)``: a process that
+    traps exits receives ``("EXIT", sender, reason)``; any other ends with
+    ``reason``. Internal: supervisors use it for an orderly shutdown."""
+    ctx = current("exit_signal()")
+    kind, detail = reason
+    ctx.call(P.SIGNAL, pid.id, [kind, codec.dumps(detail)])
+
+
 def register(name: Any, pid: Any = None) -> None:
     """Register ``pid`` (default: the caller) as ``name``.
 

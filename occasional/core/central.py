@@ -253,7 +253,7 @@ class Central:
             P.TRAP: self.op_trap, P.KILL: self.op_kill, P.REGISTER: self.op_register,
             P.UNREGISTER: self.op_unregister, P.WHEREIS: self.op_whereis,
             P.REGISTERED: self.op_registered, P.PROCESSES: self.op_processes, P.INFO: self.op_info,
-            P.EXIT: self.op_exit, P.STOP: self.op_stop,
+            P.EXIT: self.op_exit, P.STOP: self.op_stop, P.SIGNAL: self.op_signal,
         }  # fmt: skip
 
     # -- table -------------------------------------------------------------------
@@ -403,6 +403,16 @@ class Central:
             self._kill(target, ["killed", why])
         self._reply(p, req, None)
 
+    def op_signal(self, p: Proc, msg: list[Any]) -> None:
+        _, req, target_id, reason = msg
+        target = self._live(target_id)
+        if target is not None and target.trapping:
+            if target.conn is not None:
+                target.conn.send([P.EXIT_SIGNAL, p.id, p.os_pid or 0, reason, False])
+        elif target is not None and not target.owner:
+            self._kill(target, reason)
+        self._reply(p, req, None)
+
     def op_register(self, p: Proc, msg: list[Any]) -> None:
         _, req, name, target_id = msg
         target = self._live(target_id)
@@ -542,7 +552,7 @@ class Central:
             q.links.discard(p.id)
             if q.trapping:
                 if q.conn is not None:
-                    q.conn.send([P.EXIT_SIGNAL, pid[0], pid[1], reason])
+                    q.conn.send([P.EXIT_SIGNAL, pid[0], pid[1], reason, True])
             elif not normal:
                 self._kill(q, ["linked", [pid[0], pid[1], reason]])
         if p.owner and not self.stopping:

@@ -15,7 +15,9 @@ class _DataError(Exception):
     _fields: tuple[str, ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), tuple(getattr(self, f) for f in self._fields))
+        # The instance dict travels too: it holds the traceback text of the
+        # process that raised it.
+        return (type(self), tuple(getattr(self, f) for f in self._fields), self.__dict__)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and all(

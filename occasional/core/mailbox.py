@@ -32,6 +32,7 @@ log = logging.getLogger("occasional.core")
 
 _RECV = 1 << 18
 _RETRY_BYTES = 1 << 16
+REPLY_TAG = "$reply"  # ("$reply", ref, value): the answer to occ.call
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _NOWAIT = socket.MSG_DONTWAIT
@@ -92,6 +93,9 @@ class Context:
         self.replies: dict[int, tuple[bool, Any]] = {}
         self.monitors: dict[Ref, Pid | None] = {}
         self.trapping = False
+        # Refs of calls the caller gave up on: a late reply to one is dropped
+        # on arrival, so it never appears in the mailbox (issue 4, OTP 24 aliases).
+        self.dead_aliases: set[Ref] = set()
         self.closed = False
         self._next_req = 0
         self._next_ref = 0
@@ -156,7 +160,8 @@ class Context:
                 self._drain_from(msg[3])
                 self.mailbox.append(("DOWN", ref, pid, reason_from_wire(msg[5])))
         elif op == P.EXIT_SIGNAL:
-            self._drain_from(msg[1])
+            if msg[4]:  # the sender has ended: what it sent comes first
+                self._drain_from(msg[1])
             self.mailbox.append(("EXIT", Pid._make(msg[1], msg[2]), reason_from_wire(msg[3])))
 
     # -- peers -----------------------------------------------------------------
@@ -205,7 +210,7 @@ class Context:
             log.warning("closed the connection from process %s: %s", peer.pid_id, e)
             self._close_peer(peer)
             return False
-        append = self.mailbox.append
+        append = self.mailbox.append if not self.dead_aliases else self._append_alive
         loads = codec.loads
         for frame in frames:
             try:
@@ -215,6 +220,12 @@ class Context:
                 self._close_peer(peer)
                 return False
         return True
+
+    def _append_alive(self, msg: Any) -> None:
+        if type(msg) is tuple and len(msg) == 3 and msg[0] == REPLY_TAG and msg[1] in self.dead_aliases:
+            self.dead_aliases.discard(msg[1])
+            return
+        self.mailbox.append(msg)
 
     def _drain_from(self, pid_id: int) -> None:
         """Read every socket from a dead process to its end."""
@@ -271,7 +282,7 @@ class Context:
     def send_bytes(self, pid_id: int, payload: bytes) -> None:
         """Queue one encoded message for ``pid_id`` and push what can go now."""
         if pid_id == self.pid.id:
-            self.mailbox.append(codec.loads(payload))
+            self._append_alive(codec.loads(payload))
             return
         n = len(payload)
         data = _pack_frame(n) + payload if n < 65536 else None

@@ -29,13 +29,14 @@ PROCESSES = 13  # [PROCESSES, req]
 INFO = 14  # [INFO, req, target]
 EXIT = 15  # [EXIT, kind, detail_bytes]
 STOP = 16  # [STOP, req]
+SIGNAL = 17  # [SIGNAL, req, target, reason]: an exit signal, as Erlang's exit/2
 
 # central -> process
 REPLY = 30  # [REPLY, req, ok, value]   (error value: [error_name, *args])
 PEER = 31  # [PEER, pid_id, os_pid] with the socket attached
 PEER_DEAD = 32  # [PEER_DEAD, pid_id]
 DOWN = 33  # [DOWN, owner, n, pid_id, os_pid, reason]
-EXIT_SIGNAL = 34  # [EXIT_SIGNAL, pid_id, os_pid, reason]
+EXIT_SIGNAL = 34  # [EXIT_SIGNAL, pid_id, os_pid, reason, sender_ended]
 READY = 35  # [READY, pid_id, os_pid]
 
 # central <-> forkserver

@@ -1,0 +1,1 @@
+"""OTP-style behaviours: Server (gen_server) and Supervisor (API.md section 6)."""

@@ -1,0 +1,464 @@
+"""Erlang/OTP supervisors (API.md section 6), with restart backoff.
+
+A Supervisor is a Server that traps exits and is linked to its children.
+Specs are checked whole, in the caller, before any process starts. Restarts
+follow OTP's supervisor.erl: one_for_one, one_for_all, rest_for_one,
+simple_one_for_one; permanent/transient/temporary; more than ``intensity``
+restarts within ``period`` seconds end the supervisor, children first.
+``backoff=(first_s, max_s)`` delays repeated restarts of one child, from a
+timer of the supervisor, so it keeps answering management calls meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core import api
+from ..core.errors import ProcessExit
+from ..core.match import ANY
+from ..core.pid import Pid
+from .server import Server, Stop, call
+
+log = logging.getLogger("occasional.supervisor")
+
+STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
+RESTARTS = ("permanent", "transient", "temporary")
+AUTO_SHUTDOWN = ("never", "any_significant", "all_significant")
+SPEC_KEYS = ("id", "function", "args", "restart", "shutdown", "significant")
+_RESTART_TAG = "$restart"  # ("$restart", child key): a backoff timer is due
+
+
+class TooManyRestarts(RuntimeError):
+    """A supervisor restarted its children more than ``intensity`` times in ``period``."""
+
+    __module__ = "occasional"
+
+    def __init__(self, child: str, reason: Any, intensity: int = 0, period: float = 0.0) -> None:
+        super().__init__(child, reason, intensity, period)
+        self.child = child
+        self.reason = reason
+        self.intensity = intensity
+        self.period = period
+
+    def __str__(self) -> str:
+        return (
+            f"more than {self.intensity} restarts within {self.period} s; the supervisor gave up "
+            f"after child {self.child!r} ended with {self.reason!r}"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TooManyRestarts) and (other.child, other.reason) == (self.child, self.reason)
+
+    def __hash__(self) -> int:
+        return hash(self.child)
+
+
+def _is_server_start(f: Any) -> bool:
+    """A Server subclass, its bound ``start``, or a partial of either."""
+    while isinstance(f, functools.partial):
+        f = f.func
+    if isinstance(f, type):
+        return issubclass(f, Server)
+    owner = getattr(f, "__self__", None)
+    return isinstance(owner, type) and issubclass(owner, Server) and getattr(f, "__name__", None) == "start"
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    id: str
+    function: Any
+    args: tuple[Any, ...] = ()
+    restart: str = "permanent"
+    shutdown: float | str = 5.0
+    significant: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise TypeError(f"child spec id={self.id!r} is not a non-empty string; give each child a string id")
+        if not callable(self.function):
+            raise TypeError(
+                f"child {self.id!r}: function={self.function!r} is not callable; "
+                "pass a function, a Server subclass or a partial of Supervisor.start"
+            )
+        if type(self.args) is not tuple:
+            raise TypeError(f"child {self.id!r}: args={self.args!r} is not a tuple; pass the arguments as a tuple")
+        if self.restart not in RESTARTS:
+            raise ValueError(f"child {self.id!r}: restart={self.restart!r} is not a restart type; use 'permanent', 'transient' or 'temporary'")
+        s = self.shutdown
+        if s != "brutal_kill" and (isinstance(s, bool) or not isinstance(s, (int, float)) or not s >= 0 or math.isnan(s)):
+            raise ValueError(f"child {self.id!r}: shutdown={s!r} is not a shutdown; use seconds >= 0 or 'brutal_kill'")
+        if not isinstance(self.significant, bool):
+            raise TypeError(f"child {self.id!r}: significant={self.significant!r} is not True or False")
+        if self.significant and self.restart == "permanent":
+            raise ValueError(f"child {self.id!r}: a significant child must be 'transient' or 'temporary', not 'permanent'")
+
+    @classmethod
+    def from_dict(cls, spec: Any) -> ChildSpec:
+        if isinstance(spec, ChildSpec):
+            return spec
+        if not isinstance(spec, dict):
+            raise TypeError(f"child spec {spec!r} is not a dict; write it as {{'id': ..., 'function': ...}}")
+        unknown = [k for k in spec if k not in SPEC_KEYS]
+        if unknown:
+            raise ValueError(f"child spec {spec!r} has an unknown key {unknown[0]!r}; the keys are {', '.join(SPEC_KEYS)}")
+        for key in ("id", "function"):
+            if key not in spec:
+                raise ValueError(f"child spec {spec!r} has no {key!r}; 'id' and 'function' are required")
+        return cls(**spec)
+
+
+@dataclass(frozen=True)
+class _Options:
+    strategy: str
+    intensity: int
+    period: float
+    backoff: tuple[float, float] | None
+    auto_shutdown: str
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy={self.strategy!r} is not a strategy; use one of {', '.join(STRATEGIES)}")
+        if isinstance(self.intensity, bool) or not isinstance(self.intensity, int) or self.intensity < 0:
+            raise ValueError(f"intensity={self.intensity!r} is not a number of restarts; use an int >= 0")
+        if isinstance(self.period, bool) or not isinstance(self.period, (int, float)) or not self.period > 0:
+            raise ValueError(f"period={self.period!r} is not a period; use seconds > 0")
+        b = self.backoff
+        if b is not None and not (
+            type(b) in (tuple, list) and len(b) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
+            and 0 < b[0] <= b[1]
+        ):  # fmt: skip
+            raise ValueError(f"backoff={b!r} is not a backoff; use (first_s, max_s) with 0 < first_s <= max_s")
+        if self.auto_shutdown not in AUTO_SHUTDOWN:
+            raise ValueError(f"auto_shutdown={self.auto_shutdown!r}; use one of {', '.join(AUTO_SHUTDOWN)}")
+
+
+def _check_children(specs: Any, strategy: str) -> list[ChildSpec]:
+    if not isinstance(specs, (list, tuple)):
+        raise TypeError(f"children={specs!r} is not a list of child specs")
+    checked = [ChildSpec.from_dict(s) for s in specs]
+    seen: set[str] = set()
+    for spec in checked:
+        if spec.id in seen:
+            raise ValueError(f"two children have the id {spec.id!r}; ids must be unique")
+        seen.add(spec.id)
+    if strategy == "simple_one_for_one" and len(checked) != 1:
+        raise ValueError(f"simple_one_for_one takes exactly one template spec, not {len(checked)}")
+    return checked
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    pid: Pid | None = None
+    extra: tuple[Any, ...] = ()
+    crashes: int = 0  # consecutive restarts, for the backoff
+    last_exit: float = 0.0
+    waiting: bool = False  # a backoff timer will restart it
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass
+class _State:
+    opts: _Options
+    children: list[_Child]
+    template: ChildSpec | None = None
+    restarts: deque[float] = field(default_factory=deque)
+    name: str = ""
+
+
+class Supervisor(Server):
+    """An Erlang/OTP supervisor. Start it with ``Supervisor.start(children, ...)``."""
+
+    __module__ = "occasional"
+
+    @classmethod
+    def start(  # type: ignore[override]
+        cls,
+        children: Any,
+        *,
+        strategy: str = "one_for_one",
+        intensity: int = 1,
+        period: float = 5.0,
+        backoff: tuple[float, float] | None = None,
+        auto_shutdown: str = "never",
+        name: str | None = None,
+        link: bool = False,
+    ) -> Pid:
+        """Start a supervisor; returns after every child started.
+
+        A child that fails to start stops the ones already started and
+        raises ProcessExit. Specs and options are checked here, in the
+        caller, before any process starts.
+        """
+        opts = _Options(strategy, intensity, period, tuple(backoff) if backoff is not None else None, auto_shutdown)  # type: ignore[arg-type]
+        specs = _check_children(children, strategy)
+        return Server.start.__func__(cls, opts, specs, name=name, link=link)  # type: ignore[attr-defined,no-any-return]
+
+    # -- management (classmethods called from any process) --------------------------
+
+    @staticmethod
+    def _ask(sup: Any, request: tuple[Any, ...]) -> Any:
+        answer = call(sup, request, timeout=None)
+        if type(answer) is tuple and len(answer) == 2 and answer[0] == "$error":
+            raise answer[1]
+        return answer
+
+    @classmethod
+    def which_children(cls, sup: Any) -> list[tuple[str, Pid | None, str]]:
+        """``(id, pid or None, restart)`` for each child, in start order."""
+        return cls._ask(sup, ("which_children",))  # type: ignore[no-any-return]
+
+    @classmethod
+    def start_child(cls, sup: Any, spec_or_args: Any) -> Pid:
+        """Add and start a child (a spec; for simple_one_for_one, a tuple of extra args)."""
+        if isinstance(spec_or_args, dict):
+            spec_or_args = ChildSpec.from_dict(spec_or_args)
+        elif type(spec_or_args) is not tuple and not isinstance(spec_or_args, ChildSpec):
+            raise TypeError(
+                f"start_child(sup, {spec_or_args!r}): pass a child spec dict, or for simple_one_for_one a tuple of extra arguments"
+            )
+        return cls._ask(sup, ("start_child", spec_or_args))  # type: ignore[no-any-return]
+
+    @classmethod
+    def terminate_child(cls, sup: Any, id: Any) -> None:
+        """Stop a child; its spec stays (restart_child starts it again)."""
+        cls._ask(sup, ("terminate_child", id))
+
+    @classmethod
+    def restart_child(cls, sup: Any, id: Any) -> Pid:
+        """Start a terminated child again."""
+        return cls._ask(sup, ("restart_child", id))  # type: ignore[no-any-return]
+
+    @classmethod
+    def delete_child(cls, sup: Any, id: Any) -> None:
+        """Remove a terminated child's spec."""
+        cls._ask(sup, ("delete_child", id))
+
+    # -- the supervisor process ----------------------------------------------------------
+
+    def init(self, opts: _Options, specs: list[ChildSpec]) -> _State:  # type: ignore[override]
+        api.trap_exits(True)
+        st = _State(opts, [])
+        me = api.slf()
+        st.name = repr(me)
+        if opts.strategy == "simple_one_for_one":
+            st.template = specs[0]
+            return st
+        for spec in specs:
+            child = _Child(spec)
+            try:
+                self._start(child)
+            except BaseException:
+                self._stop_all(st)
+                raise
+            st.children.append(child)
+        return st
+
+    def handle_call(self, request: Any, frm: Any, st: _State) -> Any:
+        try:
+            return self._manage(request, st), st
+        except (ValueError, TypeError, ProcessExit) as e:
+            return ("$error", e), st
+
+    def _manage(self, request: Any, st: _State) -> Any:
+        op = request[0]
+        if op == "which_children":
+            if st.template is not None:
+                return [(st.template.id, c.pid, c.spec.restart) for c in st.children]
+            return [(c.id, c.pid, c.spec.restart) for c in st.children]
+        if op == "start_child":
+            arg = request[1]
+            if st.template is not None:
+                if type(arg) is not tuple:
+                    raise TypeError(f"start_child: this supervisor is simple_one_for_one; pass a tuple of extra arguments, not {arg!r}")
+                child = _Child(st.template, extra=arg)
+            else:
+                if not isinstance(arg, ChildSpec):
+                    raise TypeError(f"start_child: pass a child spec dict, not {arg!r}")
+                if any(c.id == arg.id for c in st.children):
+                    raise ValueError(f"start_child: a child with the id {arg.id!r} already exists")
+                child = _Child(arg)
+            self._start(child)
+            st.children.append(child)
+            return child.pid
+        child = self._find(request[1], st)
+        if op == "terminate_child":
+            self._stop(child)
+            child.waiting = False
+            if child.spec.restart == "temporary" or st.template is not None:
+                st.children.remove(child)
+            return None
+        if op == "restart_child":
+            if child.pid is not None:
+                raise ValueError(f"restart_child: child {child.id!r} is running; terminate it first")
+            child.waiting = False
+            self._start(child)
+            return child.pid
+        if op == "delete_child":
+            if child.pid is not None:
+                raise ValueError(f"delete_child: child {child.id!r} is running; terminate it first")
+            st.children.remove(child)
+            return None
+        raise ValueError(f"unknown supervisor request {request!r}")
+
+    def _find(self, key: Any, st: _State) -> _Child:
+        for c in st.children:
+            if (st.template is None and c.id == key) or (st.template is not None and c.pid == key):
+                return c
+        raise ValueError(f"this supervisor has no child {key!r}; see Supervisor.which_children(sup)")
+
+    def handle_info(self, msg: Any, st: _State) -> _State:
+        if type(msg) is tuple and len(msg) == 3 and msg[0] == "EXIT":
+            for child in st.children:
+                if child.pid == msg[1]:
+                    self._exited(child, msg[2], st)
+                    break
+        elif type(msg) is tuple and len(msg) == 2 and msg[0] == _RESTART_TAG:
+            for child in st.children:
+                if child.waiting and id(child) == msg[1]:
+                    child.waiting = False
+                    self._restart(child, st)
+                    break
+        return st
+
+    def terminate(self, reason: Any, st: _State) -> None:
+        self._stop_all(st)
+        if reason[0] == "error":
+            self._event(st, None, reason, "shutdown")
+
+    # -- restarts -------------------------------------------------------------------------
+
+    def _exited(self, child: _Child, reason: Any, st: _State) -> None:
+        child.pid = None
+        restart = child.spec.restart
+        if restart == "temporary" or (restart == "transient" and reason[0] == "ok"):
+            if restart == "temporary" or st.template is not None:
+                st.children.remove(child)
+            self._event(st, child, reason, "not_restarted")
+            self._check_auto_shutdown(child, st)
+            return
+        self._count_restart(child, reason, st)
+        group = self._group(child, st)
+        for other in reversed(group[1:]):
+            self._stop(other)
+        now = time.monotonic()
+        if now - child.last_exit > st.opts.period:
+            child.crashes = 0
+        child.last_exit = now
+        child.crashes += 1
+        delay = self._delay(child, st)
+        if delay > 0:
+            for c in group:
+                c.waiting = True
+            self._event(st, child, reason, f"restart_in_{delay:g}s")
+            self._occ_send_after(delay, (_RESTART_TAG, id(child)))
+        else:
+            self._event(st, child, reason, "restart")
+            self._restart(child, st)
+
+    def _group(self, child: _Child, st: _State) -> list[_Child]:
+        """The crashed child first, then the siblings its strategy restarts with it."""
+        strategy = st.opts.strategy
+        if strategy == "one_for_all":
+            return [child] + [c for c in st.children if c is not child]
+        if strategy == "rest_for_one":
+            i = st.children.index(child)
+            return [child] + st.children[i + 1 :]
+        return [child]
+
+    def _restart(self, child: _Child, st: _State) -> None:
+        group = self._group(child, st)
+        ordered = [c for c in st.children if c in group]
+        for c in ordered:
+            c.waiting = False
+            if c.pid is None:
+                try:
+                    self._start(c)
+                except ProcessExit as e:
+                    # A failed restart counts as another exit of that child.
+                    self._exited(c, e.reason, st)
+                    return
+
+    def _delay(self, child: _Child, st: _State) -> float:
+        if st.opts.backoff is None or child.crashes <= 1:
+            return 0.0
+        first, cap = st.opts.backoff
+        return float(min(cap, first * 2 ** (child.crashes - 2)))
+
+    def _count_restart(self, child: _Child, reason: Any, st: _State) -> None:
+        now = time.monotonic()
+        restarts = st.restarts
+        restarts.append(now)
+        while restarts and now - restarts[0] > st.opts.period:
+            restarts.popleft()
+        if len(restarts) > st.opts.intensity:
+            self._event(st, child, reason, "give_up")
+            raise TooManyRestarts(child.id, reason, st.opts.intensity, st.opts.period)
+
+    def _check_auto_shutdown(self, child: _Child, st: _State) -> None:
+        mode = st.opts.auto_shutdown
+        if mode == "never" or not child.spec.significant:
+            return
+        if mode == "any_significant" or not any(c.spec.significant and c.pid is not None for c in st.children):
+            self._event(st, child, ("ok", None), "auto_shutdown")
+            raise Stop("auto_shutdown")
+
+    # -- starting and stopping children ---------------------------------------------------------
+
+    def _start(self, child: _Child) -> None:
+        spec = child.spec
+        args = spec.args + child.extra
+        if _is_server_start(spec.function):
+            f: Any = spec.function
+            start = getattr(f, "start") if isinstance(f, type) else f  # a Server subclass, or its start
+            child.pid = start(*args, link=True)
+        else:
+            child.pid = api.spawn_link(spec.function, *args)
+
+    def _stop(self, child: _Child) -> None:
+        pid = child.pid
+        if pid is None:
+            return
+        child.pid = None
+        api.unlink(pid)
+        ref = api.monitor(pid)
+        shutdown = child.spec.shutdown
+        if shutdown == "brutal_kill":
+            api.kill(pid, "shutdown")
+        else:
+            # An orderly stop: a child that traps exits (a Server) runs
+            # terminate; any other ends at once, as in OTP.
+            api.exit_signal(pid, ("killed", "shutdown"))
+        try:
+            api.receive(("DOWN", ref, ANY, ANY), timeout=None if isinstance(shutdown, str) else shutdown)
+        except TimeoutError:
+            api.kill(pid, "shutdown")
+            api.receive(("DOWN", ref, ANY, ANY))
+        # The link is gone, but an EXIT sent before unlink may be queued.
+        try:
+            api.receive(("EXIT", pid, ANY), timeout=0)
+        except TimeoutError:
+            pass
+
+    def _stop_all(self, st: _State) -> None:
+        for child in reversed(st.children):
+            self._stop(child)
+
+    def _event(self, st: _State, child: _Child | None, reason: Any, action: str) -> None:
+        level = logging.ERROR if action == "give_up" else logging.INFO
+        log.log(
+            level,
+            "supervisor %s: child %s %s after %r",
+            st.name, child.id if child else None, action, reason,
+            extra={"supervisor": st.name, "child": child.id if child else None, "reason": reason, "action": action},
+        )  # fmt: skip
