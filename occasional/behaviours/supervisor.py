@@ -267,7 +267,7 @@ class Supervisor(Server):
     def handle_call(self, request: Any, frm: Any, st: _State) -> Any:
         try:
             return self._manage(request, st), st
-        except (ValueError, TypeError, ProcessExit) as e:
+        except Exception as e:  # bad ids, bad specs, a child that failed to start: the caller's error
             return ("$error", e), st
 
     def _manage(self, request: Any, st: _State) -> Any:
