@@ -153,6 +153,15 @@ def _check_children(specs: Any, strategy: str) -> list[ChildSpec]:
     return checked
 
 
+def _check_significant(specs: list[ChildSpec], auto_shutdown: str) -> None:
+    for spec in specs:
+        if spec.significant and auto_shutdown == "never":
+            raise ValueError(
+                f"child {spec.id!r} is significant, which means nothing with auto_shutdown='never' (as in OTP 24); "
+                "pass auto_shutdown='any_significant' or 'all_significant', or drop significant"
+            )
+
+
 @dataclass
 class _Child:
     spec: ChildSpec
@@ -202,6 +211,7 @@ class Supervisor(Server):
         """
         opts = _Options(strategy, intensity, period, tuple(backoff) if backoff is not None else None, auto_shutdown)  # type: ignore[arg-type]
         specs = _check_children(children, strategy)
+        _check_significant(specs, opts.auto_shutdown)
         return Server.start.__func__(cls, opts, specs, name=name, link=link)  # type: ignore[attr-defined,no-any-return]
 
     # -- management (classmethods called from any process) --------------------------
@@ -285,6 +295,7 @@ class Supervisor(Server):
             else:
                 if not isinstance(arg, ChildSpec):
                     raise TypeError(f"start_child: pass a child spec dict, not {arg!r}")
+                _check_significant([arg], st.opts.auto_shutdown)
                 if any(c.id == arg.id for c in st.children):
                     raise ValueError(f"start_child: a child with the id {arg.id!r} already exists")
                 child = _Child(arg)
@@ -390,10 +401,11 @@ class Supervisor(Server):
                     return
 
     def _delay(self, child: _Child, st: _State) -> float:
-        if st.opts.backoff is None or child.crashes <= 1:
+        """first_s before the first restart, doubling per restart up to max_s."""
+        if st.opts.backoff is None:
             return 0.0
         first, cap = st.opts.backoff
-        return float(min(cap, first * 2 ** (child.crashes - 2)))
+        return float(min(cap, first * 2 ** (child.crashes - 1)))
 
     def _count_restart(self, child: _Child, reason: Any, st: _State) -> None:
         now = time.monotonic()
