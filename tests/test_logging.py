@@ -1,6 +1,7 @@
 """An abnormal end that no process watches is reported on stderr, as Erlang's
 error logger does; a watched one is left to its watcher."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -44,3 +45,23 @@ def test_a_crash_a_monitor_watches_is_not_logged():
         occ.run(main)
     """)
     assert err == ""
+
+
+def test_a_supervisor_that_gives_up_says_so_on_stderr_naming_the_child_and_its_reason():
+    err = _stderr_of("""
+        import occasional as occ
+
+        def crash():
+            raise RuntimeError("again")
+
+        def main():
+            sup = occ.Supervisor.start([{"id": "crasher", "function": crash}], intensity=2, period=10)
+            ref = occ.monitor(sup)
+            occ.receive(("DOWN", ref, occ.ANY, occ.ANY))
+
+        occ.run(main)
+    """)
+    give_up = [line for line in err.splitlines() if "give_up" in line]
+    assert len(give_up) == 1
+    assert re.fullmatch(r"occasional: supervisor <occ \d+>: give_up child 'crasher'; it ended with Traceback \(most recent call last\):", give_up[0])
+    assert "RuntimeError: again" in err

@@ -23,6 +23,7 @@ from ..core import api
 from ..core.errors import ProcessExit
 from ..core.match import ANY
 from ..core.pid import Pid
+from ..core.reasons import format_reason
 from .server import Server, Stop, call
 
 log = logging.getLogger("occasional.supervisor")
@@ -57,6 +58,10 @@ class TooManyRestarts(RuntimeError):
 
     def __hash__(self) -> int:
         return hash(self.child)
+
+
+def _is_reason(reason: Any) -> bool:
+    return type(reason) is tuple and len(reason) == 2 and isinstance(reason[0], str)
 
 
 def _is_server_start(f: Any) -> bool:
@@ -371,7 +376,7 @@ class Supervisor(Server):
         if delay > 0:
             for c in group:
                 c.waiting = True
-            self._event(st, child, reason, f"restart_in_{delay:g}s")
+            self._event(st, child, reason, "restart", delay)
             self._occ_send_after(delay, (_RESTART_TAG, id(child)))
         else:
             self._event(st, child, reason, "restart")
@@ -466,11 +471,16 @@ class Supervisor(Server):
         for child in reversed(st.children):
             self._stop(child)
 
-    def _event(self, st: _State, child: _Child | None, reason: Any, action: str) -> None:
+    def _event(self, st: _State, child: _Child | None, reason: Any, action: str, delay: float = 0.0) -> None:
+        """A record on ``occasional.supervisor`` with the fields supervisor,
+        child, reason and action (restart, not_restarted, give_up, shutdown,
+        auto_shutdown); a delayed restart also has ``delay`` in seconds."""
         level = logging.ERROR if action == "give_up" else logging.INFO
+        child_id = child.id if child else None
+        when = f" in {delay:g} s" if delay else ""
         log.log(
             level,
-            "supervisor %s: child %s %s after %r",
-            st.name, child.id if child else None, action, reason,
-            extra={"supervisor": st.name, "child": child.id if child else None, "reason": reason, "action": action},
+            "supervisor %s: %s child %r%s; it ended with %s",
+            st.name, action, child_id, when, format_reason(reason) if _is_reason(reason) else repr(reason),
+            extra={"supervisor": st.name, "child": child_id, "reason": reason, "action": action, "delay": delay},
         )  # fmt: skip

@@ -24,6 +24,7 @@ import msgpack
 
 from ..sck.fdpass import recv_with_fds, send_with_fds
 from ..sck.frame import HEADER, Decoder, FrameError
+from . import logs
 from . import protocol as P
 from .reaping import reap_ended
 from .reasons import reason_from_status
@@ -779,10 +780,7 @@ def main(argv: list[str]) -> None:
             os._exit(70)
     fs_theirs.close()
     set_title("occasional: central")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("occasional: %(message)s"))
-    logging.getLogger("occasional").addHandler(handler)
-    logging.getLogger("occasional").setLevel(logging.WARNING)
+    logs.to_stderr()
     _raise_fd_limit()
 
     # Imported after the fork: the forkserver needs neither.

@@ -45,7 +45,9 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     # Preload what every user process needs, once, before any fork.
-    from . import child
+    from . import child, logs
+
+    logs.to_stderr()
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
