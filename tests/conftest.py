@@ -252,3 +252,53 @@ def reap_orphans(taken: Snapshot) -> None:
             except ChildProcessError:
                 pass
 
+
+
+# --- supervision (API.md, section 6) ---------------------------------------
+
+
+def poll(get: Callable[[], Any], accepts: Callable[[Any], bool], timeout: float = 2.0) -> Any:
+    """Call ``get()`` until ``accepts`` its value or ``timeout`` passed; return the last value.
+
+    For state only a supervisor knows (``which_children``): nothing tells us
+    when it changed, so asking again with a deadline is the way to wait. The
+    caller asserts on the value returned, so a deadline that passed shows up
+    as a wrong value, not as a timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = get()
+        if accepts(value) or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.01)
+
+
+def children_of(sup: Any) -> dict[Any, Any]:
+    """``{id: pid or None}`` from ``occ.Supervisor.which_children(sup)``."""
+    import occasional as occ
+
+    return {cid: pid for cid, pid, _ in occ.Supervisor.which_children(sup)}
+
+
+def worker(cid: str, recorder: Any = None) -> str:
+    """A supervised child: reports ``("started", cid, pid, time)`` to ``recorder``, then ends as told.
+
+    The message ``"return"`` makes it return, ``"raise"`` raise ValueError,
+    ``"exit"`` call ``sys.exit(3)``; it ignores anything else. Times are
+    ``time.monotonic()``, one clock for every process of the machine, so
+    reports from different processes can be put in order.
+    """
+    import sys
+
+    import occasional as occ
+
+    if recorder is not None:
+        occ.send(recorder, ("started", cid, occ.slf(), time.monotonic()))
+    while True:
+        msg = occ.receive()
+        if msg == "return":
+            return "returned"
+        if msg == "raise":
+            raise ValueError(f"{cid} was told to raise")
+        if msg == "exit":
+            sys.exit(3)
