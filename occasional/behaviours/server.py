@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ..core import api
+from ..core.codec import dumps
 from ..core.context import current
 from ..core.errors import ProcessExit
 from ..core.mailbox import REPLY_TAG
@@ -23,7 +24,7 @@ from ..core.reasons import TRACEBACK_ATTR
 
 log = logging.getLogger("occasional.core")
 
-CALL_TAG = "$call"  # ("$call", (caller, ref), request)
+CALL_TAG = "$call"  # ("$call", caller, ref, request): flat, one tuple to encode
 CAST_TAG = "$cast"  # ("$cast", msg)
 STARTED_TAG = "$started"  # ("$started", token): init returned
 
@@ -139,12 +140,13 @@ def _loop(server: Server, state: Any) -> None:
             msg = heapq.heappop(timers)[2]
         try:
             tag = msg[0] if type(msg) is tuple and msg else None
-            if tag == CALL_TAG and len(msg) == 3:
-                result = server.handle_call(msg[2], msg[1], state)
+            if tag == CALL_TAG and len(msg) == 4:
+                frm = (msg[1], msg[2])
+                result = server.handle_call(msg[3], frm, state)
                 if type(result) is _NoReply:
                     state = result.state
                 elif type(result) is tuple and len(result) == 2:
-                    reply(msg[1], result[0])
+                    ctx.send_bytes(msg[1].id, dumps((REPLY_TAG, msg[2], result[0])))
                     state = result[1]
                 else:
                     raise TypeError(
@@ -205,24 +207,28 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     pid = _resolve("call()", dest)
     if pid is None:
         raise ProcessExit(("noproc", None), dest)
-    ref = api.monitor(pid)
-    api.send(pid, (CALL_TAG, (ctx.pid, ref), request))
+    ctx.watch(pid)
+    tag = ctx.new_ref()
+    ctx.calling = pid.id
+    ctx.call_down = None
     try:
-        msg = ctx.receive(
-            lambda m: type(m) is tuple and ((len(m) == 3 and m[0] == REPLY_TAG and m[1] == ref)
-                                            or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)),
-            timeout,
-        )  # fmt: skip
+        try:
+            payload = dumps((CALL_TAG, ctx.pid, tag, request))
+        except TypeError as e:
+            raise TypeError(f"call(): {e}; nothing was sent") from e.__cause__
+        ctx.send_bytes(pid.id, payload)
+        msg = ctx.receive(lambda m: type(m) is tuple and len(m) == 3 and m[0] == REPLY_TAG and m[1] == tag, timeout)
+        reason = ctx.call_down
     except TimeoutError:
-        api.demonitor(ref, flush=True)
-        _forget_reply(ctx.mailbox, ref, ctx.dead_aliases)
+        _forget_reply(ctx.mailbox, tag, ctx.dead_aliases)
         raise TimeoutError(f"call({dest!r}, {request!r}) got no reply within {timeout} s") from None
-    if msg[0] == REPLY_TAG:
-        api.demonitor(ref, flush=True)
+    finally:
+        ctx.calling = None
+        ctx.call_down = None
+    if msg is not None:
         return msg[2]
-    reason = msg[3]
-    err = ProcessExit(reason, pid)
-    if reason[0] == "error" and isinstance(reason[1], BaseException):
+    err = ProcessExit(reason, pid)  # type: ignore[arg-type]
+    if reason is not None and reason[0] == "error" and isinstance(reason[1], BaseException):
         raise err from reason[1]
     raise err
 

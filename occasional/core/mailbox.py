@@ -96,6 +96,9 @@ class Context:
         # Refs of calls the caller gave up on: a late reply to one is dropped
         # on arrival, so it never appears in the mailbox (issue 4, OTP 24 aliases).
         self.dead_aliases: set[Ref] = set()
+        self.watches: dict[int, Ref] = {}  # pid id -> the monitor calls use (see watch)
+        self.calling: int | None = None  # pid id of the process a call waits on
+        self.call_down: tuple[str, Any] | None = None  # its reason, if it ended
         self.closed = False
         self._next_req = 0
         self._next_ref = 0
@@ -152,7 +155,12 @@ class Context:
                 self.waiting.pop(msg[1], None)
         elif op == P.DOWN:
             ref = Ref._make(msg[1], msg[2])
-            if ref in self.monitors:
+            if self.watches.get(msg[3]) == ref:
+                del self.watches[msg[3]]
+                if self.calling == msg[3]:
+                    self._drain_from(msg[3])  # a reply sent before the end comes first
+                    self.call_down = reason_from_wire(msg[5])
+            elif ref in self.monitors:
                 del self.monitors[ref]
                 pid = Pid._make(msg[3], msg[4])
                 # Drain B's sockets before queuing the DOWN, so every message B
@@ -367,7 +375,22 @@ class Context:
                     del mailbox[scanned]
                     return msg
                 scanned += 1
+            if self.call_down is not None:
+                return None  # the process a call waits on has ended (see watch)
             self._wait(deadline)
+
+    def watch(self, pid: Pid) -> None:
+        """Keep one monitor on ``pid`` for calls, for as long as it lives.
+
+        occ.call used to monitor and demonitor per call: two requests to
+        central and two wake-ups of it per call (bench/RESULTS.md, call).
+        The watch's DOWN never reaches the mailbox; it ends the call in
+        progress, if it is to that process (``self.calling``).
+        """
+        if pid.id not in self.watches:
+            ref = self.new_ref()
+            self.watches[pid.id] = ref
+            self.tell([P.MONITOR, ref.owner, ref.n, pid.id])
 
     def _wait(self, deadline: float | None) -> None:
         if deadline is None:
