@@ -172,6 +172,7 @@ class _Child:
     spec: ChildSpec
     pid: Pid | None = None
     extra: tuple[Any, ...] = ()
+    prepared: api.Prepared | None = None  # serialised once, for every restart
     crashes: int = 0  # consecutive restarts, for the backoff
     last_exit: float = 0.0
     waiting: bool = False  # a backoff timer will restart it
@@ -440,7 +441,9 @@ class Supervisor(Server):
             start = getattr(f, "start") if isinstance(f, type) else f  # a Server subclass, or its start
             child.pid = start(*args, link=True)
         else:
-            child.pid = api.spawn_link(spec.function, *args)
+            if child.prepared is None:
+                child.prepared = api.Prepared(spec.function, args)
+            child.pid = api.spawn_prepared(child.prepared, link=True)
 
     def _stop(self, child: _Child) -> None:
         pid = child.pid

@@ -63,16 +63,40 @@ def _spawn(call: str, f: Any, args: tuple[Any, ...], name: Any, options: dict[st
     if name is not None:
         _check_name(call, name)
     try:
-        blob = codec.dump_function(f, args)
-    except Exception as e:
-        raise TypeError(f"{call}: cannot serialize {f!r} or its arguments {args!r}: {e}; nothing was started") from e
+        prepared = Prepared(f, args)
+    except TypeError as e:
+        raise TypeError(f"{call}: {e}") from e.__cause__
+    return _spawn_prepared(ctx, prepared, name, link, monitor)
+
+
+class Prepared:
+    """A function and its arguments, serialised once for any number of spawns
+    (a supervisor restarting the same child)."""
+
+    __slots__ = ("blob", "function", "title")
+
+    def __init__(self, f: Any, args: tuple[Any, ...]) -> None:
+        try:
+            self.blob = codec.dump_function(f, args)
+        except Exception as e:
+            raise TypeError(f"cannot serialize {f!r} or its arguments {args!r}: {e}; nothing was started") from e
+        self.function = _describe(f)
+        self.title = _short_name(f)
+
+
+def spawn_prepared(prepared: Prepared, link: bool) -> Pid:
+    """Spawn from an already serialised function (internal: supervisors)."""
+    return _spawn_prepared(current("spawn()"), prepared, None, link, False)[0]
+
+
+def _spawn_prepared(ctx: Any, prepared: Prepared, name: str | None, link: bool, monitor: bool) -> tuple[Pid, Ref | None]:
     ref = ctx.new_ref() if monitor else None
     if ref is not None:
         ctx.monitors[ref] = None
-    title = f"occasional: {name if name is not None else _short_name(f)}"
+    title = f"occasional: {name if name is not None else prepared.title}"
     try:
-        reply = ctx.call(P.SPAWN, blob, name, link, ref.owner if ref else None, ref.n if ref else None,
-                         _describe(f), sys.path, title)  # fmt: skip
+        reply = ctx.call(P.SPAWN, prepared.blob, name, link, ref.owner if ref else None, ref.n if ref else None,
+                         prepared.function, sys.path, title)  # fmt: skip
     except BaseException:
         if ref is not None:
             ctx.monitors.pop(ref, None)
