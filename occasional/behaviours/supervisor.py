@@ -350,8 +350,7 @@ class Supervisor(Server):
 
     def terminate(self, reason: Any, st: _State) -> None:
         self._stop_all(st)
-        if reason[0] == "error":
-            self._event(st, None, reason, "shutdown")
+        self._event(st, None, reason, "shutdown")
 
     # -- restarts -------------------------------------------------------------------------
 
