@@ -20,7 +20,7 @@ from ..core.context import current
 from ..core.errors import ProcessExit
 from ..core.mailbox import REPLY_TAG
 from ..core.pid import Pid, Ref
-from ..core.reasons import TRACEBACK_ATTR
+from ..core.reasons import keep_traceback
 
 log = logging.getLogger("occasional.core")
 
@@ -165,22 +165,12 @@ def _loop(server: Server, state: Any) -> None:
             server.terminate(("ok", stop.reason), state)
             return
         except BaseException as e:
-            _keep_traceback(e)
+            keep_traceback(e)
             try:
                 server.terminate(("error", e), state)
             except BaseException:
                 log.exception("%s.terminate raised while the server was ending", cls_name)
             raise
-
-
-def _keep_traceback(exc: BaseException) -> None:
-    import traceback
-
-    if not isinstance(getattr(exc, TRACEBACK_ATTR, None), str):
-        try:
-            setattr(exc, TRACEBACK_ATTR, "".join(traceback.format_exception(exc)))
-        except Exception:
-            pass
 
 
 def _resolve(call: str, dest: Any) -> Pid | None:

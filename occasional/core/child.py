@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import traceback
 from typing import Any
 
 from . import codec, context
 from .mailbox import Context
 from .pid import Pid
-from .reasons import TRACEBACK_ATTR
+from .reasons import keep_traceback
 
 
 def _flush_stdio() -> None:
@@ -29,16 +28,11 @@ def _flush_stdio() -> None:
 
 
 def _remember_traceback(exc: BaseException) -> None:
-    """Keep the traceback as text: the frames cannot travel, the text can."""
     tb = exc.__traceback__
     # Leave out this module's own frame: the user's code starts below it.
     if tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
-    text = "".join(traceback.format_exception(type(exc), exc, tb))
-    try:
-        setattr(exc, TRACEBACK_ATTR, text)
-    except Exception:
-        pass
+    keep_traceback(exc, tb)
 
 
 def main(sock: socket.socket, pid_id: int, blob: bytes, sys_path: list[str]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from .pid import Pid, Port, Ref
-from .reasons import TRACEBACK_ATTR
+from .reasons import TRACEBACK_ATTR, keep_traceback
 
 EXT_TUPLE = 1
 EXT_SET = 2
@@ -140,13 +140,7 @@ def _default(obj: Any) -> Any:
 
 def _dump_exception(exc: BaseException) -> bytes:
     """An exception with its traceback text; a stand-in if it cannot be pickled."""
-    if not isinstance(getattr(exc, TRACEBACK_ATTR, None), str):
-        import traceback
-
-        try:
-            setattr(exc, TRACEBACK_ATTR, "".join(traceback.format_exception(exc)))
-        except Exception:
-            pass
+    keep_traceback(exc)
     try:
         return _dill_dumps(exc)
     except Exception as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import traceback
+from types import TracebackType
 from typing import Any
 
 Reason = tuple[str, Any]
@@ -44,6 +45,18 @@ def os_wtermsig(status: int) -> int:
 
 def os_wexitstatus(status: int) -> int:
     return (status >> 8) & 0xFF
+
+
+def keep_traceback(exc: BaseException, tb: TracebackType | None = None) -> None:
+    """Attach the traceback text to ``exc``, once: the frames cannot travel to
+    another process, the text can. ``tb`` defaults to the exception's own."""
+    if isinstance(getattr(exc, TRACEBACK_ATTR, None), str):
+        return
+    text = "".join(traceback.format_exception(type(exc), exc, tb if tb is not None else exc.__traceback__))
+    try:
+        setattr(exc, TRACEBACK_ATTR, text)
+    except Exception:
+        pass  # an exception with __slots__ keeps no text; format_reason falls back
 
 
 def traceback_text(exc: BaseException) -> str:
