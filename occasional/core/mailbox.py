@@ -89,7 +89,8 @@ class Context:
         self.mailbox: deque[Any] = deque()
         self.peers_by_fd: dict[int, Peer] = {}
         self.out: dict[int, Peer] = {}  # pid id -> the peer socket used for sending
-        self.waiting: dict[int, list[bytes]] = {}  # pid id -> frames waiting for a connection
+        self.connecting: int | None = None  # pid id a CONNECT waits on (see _connect)
+        self.refused = False  # central answered that process has ended
         self.replies: dict[int, tuple[bool, Any]] = {}
         self.monitors: dict[Ref, Pid | None] = {}
         self.trapping = False
@@ -151,8 +152,8 @@ class Context:
         elif op == P.PEER:
             self._add_peer(msg[1], self.central_fds.popleft())
         elif op == P.PEER_DEAD:
-            if msg[1] not in self.out:
-                self.waiting.pop(msg[1], None)
+            if msg[1] == self.connecting:
+                self.refused = True
         elif op == P.DOWN:
             ref = Ref._make(msg[1], msg[2])
             if self.watches.get(msg[3]) == ref:
@@ -184,11 +185,6 @@ class Context:
         # that connect to each other at once agree on which pair carries data.
         if pid_id not in self.out:
             self.out[pid_id] = peer
-            frames = self.waiting.pop(pid_id, None)
-            if frames:
-                peer.out.extend(frames)
-                peer.out_bytes = sum(len(f) for f in frames)
-                self._flush(peer)
 
     def _close_peer(self, peer: Peer) -> None:
         self.peers_by_fd.pop(peer.fd, None)
@@ -252,7 +248,6 @@ class Context:
                 if not more:
                     self._close_peer(peer)
                     break
-        self.waiting.pop(pid_id, None)
 
     def _flush(self, peer: Peer) -> None:
         out = peer.out
@@ -292,56 +287,52 @@ class Context:
         if pid_id == self.pid.id:
             self._append_alive(codec.loads(payload))
             return
+        peer = self.out.get(pid_id) or self._connect(pid_id)
+        if peer is None:
+            return  # the process has ended: the message is dropped, as in Erlang
         n = len(payload)
-        data = _pack_frame(n) + payload if n < 65536 else None
-        peer = self.out.get(pid_id)
-        if peer is not None:
-            if not peer.out:
+        out = peer.out
+        if n < 65536:
+            data: bytes | memoryview = _pack_frame(n) + payload
+            if not out:  # the common case: straight to the socket
                 try:
-                    if data is not None:
-                        sent = peer.sock.send(data, _SEND_FLAGS)
-                        if sent == len(data):
-                            return
-                        peer.out.append(memoryview(data)[sent:])
-                        peer.out_bytes += len(data) - sent
-                    else:
-                        peer.out.append(_pack_frame(n))
-                        peer.out.append(payload)
-                        peer.out_bytes += n + 4
+                    sent = peer.sock.send(data, _SEND_FLAGS)
                 except BlockingIOError:
-                    peer.out.append(data)  # type: ignore[arg-type]
-                    peer.out_bytes += n + 4
+                    sent = 0
                 except OSError:
                     self._close_peer(peer)
                     return
-            elif data is not None:
-                peer.out.append(data)
-                peer.out_bytes += n + 4
-            else:
-                peer.out.append(_pack_frame(n))
-                peer.out.append(payload)
-                peer.out_bytes += n + 4
-            # Once the kernel has said the socket is full, try again when epoll
-            # says it is writable (in receive) or when another 64 KiB have
-            # queued, not on every send: a syscall that fails per message was
-            # 10% of a flooding sender's time (bench/RESULTS.md, one-way).
-            if not peer.watching_out or peer.out_bytes >= peer.retry_at:
-                self._flush(peer)
-            return
-        frame = data if data is not None else _pack_frame(n) + payload
-        frames = self.waiting.get(pid_id)
-        if frames is not None:
-            frames.append(frame)
-            return
-        self.waiting[pid_id] = [frame]
+                if sent == len(data):
+                    return
+                data = memoryview(data)[sent:]
+            out.append(data)
+            peer.out_bytes += len(data)
+        else:  # a large message is not copied to put the header in front
+            out.append(_pack_frame(n))
+            out.append(payload)
+            peer.out_bytes += n + 4
+        # Once the kernel has said the socket is full, try again when epoll
+        # says it is writable (in receive) or when another 64 KiB have
+        # queued, not on every send: a syscall that fails per message was
+        # 10% of a flooding sender's time (bench/RESULTS.md, one-way).
+        if not peer.watching_out or peer.out_bytes >= peer.retry_at:
+            self._flush(peer)
+
+    def _connect(self, pid_id: int) -> Peer | None:
+        """Ask central for a socket to ``pid_id``; None if that process has ended.
+
+        Waits for central's answer: central answers a CONNECT at once and
+        never waits on another process, so this is bounded, and a process
+        that only sends gets its messages out now, not at its next receive.
+        """
         self.tell([P.CONNECT, pid_id])
-        # Wait for central's answer (PEER or PEER_DEAD pops the entry): central
-        # answers at once and never waits on another process, so this is
-        # bounded, and a process that only sends still gets its messages out
-        # now rather than at its next receive.
-        waiting = self.waiting
-        while pid_id in waiting:
-            self._read_central(blocking=True)
+        self.connecting, self.refused = pid_id, False
+        try:
+            while pid_id not in self.out and not self.refused:
+                self._read_central(blocking=True)
+        finally:
+            self.connecting = None
+        return self.out.get(pid_id)
 
     def pump(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds for anything to happen, and handle it."""
@@ -414,8 +405,8 @@ class Context:
         """
         last_progress = _now()
         last_left = -1
-        while self.waiting or any(p.out for p in self.out.values()):
-            left = sum(p.out_bytes for p in self.out.values()) + sum(len(v) for v in self.waiting.values())
+        while any(p.out for p in self.out.values()):
+            left = sum(p.out_bytes for p in self.out.values())
             if left != last_left:
                 last_left = left
                 last_progress = _now()
