@@ -196,18 +196,17 @@ class Proc:
     """One row of the process table."""
 
     __slots__ = (
-        "id", "os_pid", "conn", "name", "function", "title", "links", "monitored_by",
+        "id", "os_pid", "conn", "name", "function", "links", "monitored_by",
         "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
         "hidden", "own_group", "owner", "forked_waiters", "finalized", "summary",
     )  # fmt: skip
 
-    def __init__(self, id: int, function: str, title: str) -> None:
+    def __init__(self, id: int, function: str) -> None:
         self.id = id
         self.os_pid: int | None = None
         self.conn: Conn | None = None
         self.name: str | None = None
         self.function = function
-        self.title = title
         self.links: set[int] = set()
         self.monitored_by: dict[tuple[int, int], int] = {}  # ref -> watcher id
         self.monitoring: dict[tuple[int, int], int] = {}  # ref -> watched id
@@ -240,7 +239,7 @@ class Central:
         self.stopped = loop.create_future()
         self.fs = Conn(loop, fs_sock, self._on_forkserver, self._on_forkserver_eof)
         self.fs_pidfd = -1
-        owner = self._new_proc("<owner>", "occasional: owner")
+        owner = self._new_proc("<owner>")
         owner.os_pid = owner_pid
         owner.own_group = False
         owner.owner = True
@@ -259,9 +258,9 @@ class Central:
 
     # -- table -------------------------------------------------------------------
 
-    def _new_proc(self, function: str, title: str) -> Proc:
+    def _new_proc(self, function: str) -> Proc:
         self.next_id += 1
-        p = Proc(self.next_id, function, title)
+        p = Proc(self.next_id, function)
         self.procs[p.id] = p
         return p
 
@@ -320,7 +319,7 @@ class Central:
         if name is not None and name in self.names:
             self._error(p, req, "NameTaken", name)
             return
-        child = self._new_proc(function, title)
+        child = self._new_proc(function)
         if name is not None:
             child.name = name
             self.names[name] = child.id
@@ -559,7 +558,6 @@ class Central:
         if p.owner and not self.stopping:
             # The interpreter that owns the runtime is gone: nothing may outlive it.
             self.loop.create_task(self.shutdown(None))
-        self._check_stopped()
 
     # -- forkserver --------------------------------------------------------------------
 
@@ -632,7 +630,6 @@ class Central:
                 self.loop.remove_reader(self.fs_pidfd)
                 if not self.stopping:
                     self._forkserver_lost(status)
-                self._check_stopped()
                 continue
             p = self.by_os_pid.get(pid)
             if p is not None and p.status is None:
@@ -669,13 +666,8 @@ class Central:
         _kill_and_reap_children()
         if done is not None:
             done()
-        self._check_stopped()
         if not self.stopped.done():
             self.stopped.set_result(None)
-
-    def _check_stopped(self) -> None:
-        pass
-
 
 def _sigkill(os_pid: int, group: bool) -> None:
     if os_pid <= 0:
