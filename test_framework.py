@@ -60,6 +60,7 @@ Remote assertions
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import faulthandler
@@ -76,7 +77,7 @@ import pytest
 from _pytest.outcomes import Failed  # pytest.fail.Exception, spelled so that it can be a base class
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
 T = TypeVar("T")
 
@@ -495,6 +496,17 @@ def _arm(timeout: float, grace: float, stderr_fd: int) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _time_limit(item: pytest.Item, state: Any) -> Iterator[None]:
+    """The timeout of one phase of a test (setup, call or teardown)."""
+    armed = _arm(item.stash.get(_TIMEOUT, state.timeout), state.grace, state.stderr_fd)
+    try:
+        yield
+    finally:
+        if armed:
+            _disarm()
+
+
 def _disarm() -> None:
     entry = _armed.pop()
     _stop_timers()
@@ -645,12 +657,10 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
     state = item.config.stash[_SESSION]
     item.stash[_BASELINE] = _baseline(state)
     item.stash[_TIMEOUT], bad_marker = _marker_timeout(item, state.timeout)
-    armed = _arm(item.stash[_TIMEOUT], state.grace, state.stderr_fd)
     try:
-        result = yield
+        with _time_limit(item, state):
+            result = yield
     finally:
-        if armed:
-            _disarm()
         _descendants()  # note each process's parent while it has it (_is_orphan_zombie)
     # Failed after the setup, not before: the other plugins' setup wrappers must have run
     # for their teardown to work.
@@ -662,24 +672,20 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     state = item.config.stash[_SESSION]
-    armed = _arm(item.stash.get(_TIMEOUT, state.timeout), state.grace, state.stderr_fd)
     try:
-        return (yield)
+        with _time_limit(item, state):
+            return (yield)
     finally:
-        if armed:
-            _disarm()
         _descendants()  # note each process's parent while it has it (_is_orphan_zombie)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
     state = item.config.stash[_SESSION]
-    armed = _arm(item.stash.get(_TIMEOUT, state.timeout), state.grace, state.stderr_fd)
     try:
-        return (yield)
+        with _time_limit(item, state):
+            return (yield)
     finally:
-        if armed:
-            _disarm()
         baseline = item.stash.get(_BASELINE, state.session_baseline)
         allowed = _union([baseline - state.released, *state.held.values()])
         state.released = _Resources()
