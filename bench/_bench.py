@@ -108,3 +108,18 @@ def result(name: str, rows: list[dict[str, Any]]) -> None:
     print(f"after: {load()}")
     print("RESULT " + json.dumps({"bench": name, "rows": rows}))
     sys.stdout.flush()
+
+
+# Placements for the diagnostic rows: (first process's CPU, second's), or
+# None for wherever the scheduler puts them (the measured figure).
+SPLIT = (0, 1)
+SHARED = (0, 0)
+
+
+def pin(cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def unpin() -> None:
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))

@@ -39,7 +39,8 @@ from typing import Any
 
 import _bench
 import occasional as occ
-from pingpong import SHARED, SPLIT, echo, pin, unpin
+from _bench import SHARED, SPLIT, pin, unpin
+from pingpong import echo
 
 TARGET = 1.3
 

@@ -25,23 +25,11 @@ import os
 import time
 
 import _bench
+from _bench import SHARED, SPLIT, pin, unpin
 import occasional as occ
 
 TARGET_RATE = 200_000
 TARGET_RATIO = 1.5
-# Placements for the diagnostic rows: (sender CPU, receiver CPU), or None for
-# wherever the scheduler puts them (the measured figure).
-SPLIT = (0, 1)
-SHARED = (0, 0)
-
-
-def pin(cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-
-def unpin() -> None:
-    os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 # -- multiprocessing.Queue baseline ----------------------------------------------------

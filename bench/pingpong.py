@@ -22,23 +22,11 @@ import struct
 import time
 
 import _bench
+from _bench import SHARED, SPLIT, pin, unpin
 import occasional as occ
 
 TARGET = 1.5
 HDR = struct.Struct(">I")
-# Placements for the diagnostic rows: (main CPU, echo CPU), or None for
-# wherever the scheduler puts them (the measured figure).
-SPLIT = (0, 1)
-SHARED = (0, 0)
-
-
-def pin(cpu: int | None) -> None:
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-
-def unpin() -> None:
-    os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 # -- raw baseline ---------------------------------------------------------------------
