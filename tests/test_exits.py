@@ -291,6 +291,16 @@ def test_a_link_made_by_one_side_takes_down_the_other_side_too():
     assert reason == ("linked", (linker, ("killed", "stop")))
 
 
+
+def ping_and_check_alive(pid, ref):
+    """Ping a process that answers ("still here", msg); then see it is still alive."""
+    occ.send(pid, "ping")
+    answer = occ.receive(("still here", occ.ANY), timeout=10)
+    try:
+        return answer, occ.receive(is_down_for(ref), timeout=0.3)
+    except TimeoutError:
+        return answer, "alive"
+
 def test_an_unlinked_process_survives_its_former_partner():
     def link_then_unlink(parent, other):
         occ.link(other)
@@ -305,12 +315,7 @@ def test_an_unlinked_process_survives_its_former_partner():
         occ.receive(("unlinked", pid), timeout=10)
         occ.kill(other, "stop")
         down_of(other, other_ref)
-        occ.send(pid, "ping")
-        answer = occ.receive(("still here", occ.ANY), timeout=10)
-        try:
-            return answer, occ.receive(is_down_for(ref), timeout=0.3)
-        except TimeoutError:
-            return answer, "alive"
+        return ping_and_check_alive(pid, ref)
 
     assert occ.run(main) == (("still here", "ping"), "alive")
 
@@ -327,12 +332,7 @@ def test_a_normal_end_kills_no_linked_partner():
     def main():
         pid, ref = occ.spawn_monitor(parent_of_a_short_life, occ.slf())
         occ.receive(("partner ended", pid), timeout=10)
-        occ.send(pid, "ping")
-        answer = occ.receive(("still here", occ.ANY), timeout=10)
-        try:
-            return answer, occ.receive(is_down_for(ref), timeout=0.3)
-        except TimeoutError:
-            return answer, "alive"
+        return ping_and_check_alive(pid, ref)
 
     assert occ.run(main) == (("still here", "ping"), "alive")
 
