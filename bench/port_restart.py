@@ -1,0 +1,221 @@
+"""Restart of a SIGKILLed native service: kill -> the new service's pid answers.
+
+Every side supervises the same executable (bench/_native.py): started with the
+path of a Unix socket, it connects, says ``up <pid>`` and answers each
+``ping N`` with ``pong N``. One sample: main takes the time,
+``os.kill(service, SIGKILL)``, accepts the new service's connection, reads its
+``up`` line and pid, sends a ping and reads the pong.
+
+- occasional: ``occ.Supervisor.start([{"id": "svc", "function":
+  functools.partial(occasional.ports.open_port, argv)}], intensity=10**6,
+  period=1)``; the port runs the service, main kills the executable by the pid
+  it reported.
+- baseline, in the same run: a raw fork+exec supervisor loop in Python, in its
+  own ``python -S`` interpreter: ``fork()`` + ``execv()``, then ``wait()``,
+  then again.
+- supervisord and circus, with the same executable (bench/restart.py explains
+  their timers; each kill first waits a random part of the timer's period).
+
+Both builds of the service are measured: the C program (its start costs well
+under a millisecond, so the ratio is the supervisor's own cost) and the
+``python -S`` script (what a small service script costs to start).
+
+Target (issue 5): occasional <= 1.2x the raw fork+exec loop. Rounds alternate
+the sides; the ratio is the median of the rounds' ratios.
+
+Run: .venv/bin/python bench/port_restart.py [--rounds 4] [--n 40] [--ext-n 3] [--ext-rounds 2] [--service c,py]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import random
+import signal
+import time
+from typing import Any
+
+import _bench
+import _native
+from _native import EXT_LABEL, EXT_PERIOD, Listener
+import occasional as occ
+
+TARGET_RATIO = 1.2
+SOCK = "{sock}"  # stands for the Listener's path in an argv template
+
+
+def restarts(lst: Listener, n: int, warm: int, period: float = 0.0) -> list[float]:
+    """n timed kills of the service (after warm untimed ones); the first service is already up."""
+    conn, pid = lst.accept()
+    samples = []
+    perf = time.perf_counter
+    for i in range(warm + n):
+        if period:
+            time.sleep(random.uniform(0, period))
+        t0 = perf()
+        os.kill(pid, signal.SIGKILL)
+        new, pid = lst.accept()
+        _native.ping(new, i)
+        dt = perf() - t0
+        conn.close()
+        conn = new
+        if i >= warm:
+            samples.append(dt)
+    conn.close()
+    return samples
+
+
+def fill(template: list[str], path: str) -> list[str]:
+    return [path if a == SOCK else a for a in template]
+
+
+# -- the sides ------------------------------------------------------------------------------
+
+
+def raw_round(template: list[str], n: int, warm: int) -> list[float]:
+    lst = Listener(prefix="occ-bench-raw-")
+    sup = _native.start_raw([fill(template, lst.path)])
+    try:
+        return restarts(lst, n, warm)
+    finally:
+        _native.stop_session(sup)
+        lst.close()
+
+
+def occ_main(template: list[str], n: int, warm: int) -> list[float]:
+    import occasional.ports
+
+    lst = Listener(prefix="occ-bench-occ-")
+    try:
+        spec = {"id": "svc", "function": functools.partial(occasional.ports.open_port, fill(template, lst.path))}
+        sup = occ.Supervisor.start([spec], intensity=10**6, period=1)
+        try:
+            return restarts(lst, n, warm)
+        finally:
+            occ.kill(sup)
+    finally:
+        lst.close()
+
+
+def ext_round(name: str, template: list[str], n: int, warm: int) -> list[float]:
+    lst = Listener(prefix=f"occ-bench-{name}-")
+    daemon = None
+    try:
+        conf = _native.ext_config(name, lst.dir, {"svc": fill(template, lst.path)})
+        daemon = _native.start_session(_native.ext_command(name, conf), os.path.join(lst.dir, "daemon.out"))
+        return restarts(lst, n, warm, EXT_PERIOD[name])
+    finally:
+        if daemon is not None:
+            _native.stop_session(daemon)
+        lst.close()
+
+
+def occ_available() -> str | None:
+    try:
+        import occasional.ports
+    except Exception as e:
+        return f"occasional.ports does not import: {e!r}"
+    if not hasattr(occasional.ports, "open_port"):
+        return "occasional.ports.open_port is not built yet"
+    return None
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--n", type=int, default=40, help="kills per round for raw and occasional")
+    ap.add_argument("--warm", type=int, default=5)
+    ap.add_argument("--ext-n", type=int, default=3, help="kills per round for supervisord and circus")
+    ap.add_argument("--ext-rounds", type=int, default=2, help="rounds that also run supervisord and circus")
+    ap.add_argument("--service", default="c,py", help="which builds of the service: c, py or both")
+    args = ap.parse_args()
+    kinds = [k for k in args.service.split(",") if k]
+    for k in kinds:
+        if k not in _native.SERVICES:
+            ap.error(f"--service {k!r}: choose from {', '.join(_native.SERVICES)}")
+    _bench.header("port restart: SIGKILL of a native service -> the new one answers")
+    print(f"{args.rounds} rounds; each round, for each service: {args.n} kills (after {args.warm} warm-up) raw, occasional, "
+          f"then in the first {args.ext_rounds} rounds {args.ext_n} (after 1) under circus and supervisord; "
+          "figure = median, ratio = median of the rounds' ratios")  # fmt: skip
+
+    build = _native.Build()
+    try:
+        sides = ("raw", "occ", "circus", "supervisord")
+        why: dict[tuple[str, str], str | None] = {}
+        for k in kinds:
+            kind_why = build.available(k)
+            why[("raw", k)] = kind_why
+            why[("occ", k)] = kind_why or occ_available()
+            for name in ("circus", "supervisord"):
+                why[(name, k)] = kind_why or _native.ext_available(name) or ("skipped (--ext-rounds 0)" if args.ext_rounds == 0 else None)
+        samples: dict[tuple[str, str], list[float]] = {(s, k): [] for s in sides for k in kinds}
+        ratios: dict[str, list[float]] = {k: [] for k in kinds}
+        for rnd in range(args.rounds):
+            for k in kinds:
+                template = build.argv(k, SOCK)
+                if why[("raw", k)] is not None:
+                    continue
+                r = raw_round(template, args.n, args.warm)
+                samples[("raw", k)] += r
+                if why[("occ", k)] is None:
+                    try:
+                        o = occ.run(occ_main, template, args.n, args.warm)
+                    except Exception as e:
+                        why[("occ", k)] = f"failed: {e!r}"
+                    else:
+                        samples[("occ", k)] += o
+                        ratios[k].append(_bench.median(o) / _bench.median(r))
+                for name in ("circus", "supervisord"):
+                    if why[(name, k)] is None and rnd < args.ext_rounds:
+                        try:
+                            samples[(name, k)] += ext_round(name, template, args.ext_n, 1)
+                        except Exception as e:
+                            why[(name, k)] = f"failed: {e!r}"
+    finally:
+        build.close()
+
+    rows: list[list[Any]] = []
+    out: list[dict[str, Any]] = []
+    for k in kinds:
+        label = build.label(k)
+        xs = samples[("raw", k)]
+        if not xs:
+            rows.append([f"raw fork+exec loop, {label}", "-", "-", "-", "-", why[("raw", k)]])
+            continue
+        base = _bench.median(xs)
+        rows.append([f"raw fork+exec loop, {label} (baseline)", _bench.ms(base), "-", "-", "-", _bench.spread([x * 1e3 for x in xs])])
+        o = samples[("occ", k)]
+        if o:
+            ratio = _bench.median(ratios[k])
+            met = ratio <= TARGET_RATIO
+            rows.append([f"occasional Supervisor + port, {label}", _bench.ms(_bench.median(o)), f"{ratio:.2f}x",
+                         f"<= {TARGET_RATIO}x", _bench.verdict(met), _bench.spread([x * 1e3 for x in o])])  # fmt: skip
+            out.append({"figure": f"port restart: SIGKILL -> new pid answers ({label})", "measured": f"{_bench.median(o) * 1e3:.2f} ms",
+                        "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)", "ratio": round(ratio, 2),
+                        "target": f"<= {TARGET_RATIO}x raw", "met": met})  # fmt: skip
+            print(f"ratio per round ({label}): {', '.join(f'{x:.2f}' for x in ratios[k])}")
+        else:
+            rows.append([f"occasional Supervisor + port, {label}", "-", "-", f"<= {TARGET_RATIO}x", "-", why[("occ", k)]])
+            out.append({"figure": f"port restart: SIGKILL -> new pid answers ({label})", "measured": why[("occ", k)],
+                        "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)", "ratio": None,
+                        "target": f"<= {TARGET_RATIO}x raw", "met": False})  # fmt: skip
+        for name in ("circus", "supervisord"):
+            e = samples[(name, k)]
+            if e:
+                m = _bench.median(e)
+                rows.append([f"{EXT_LABEL[name]}, {label}", _bench.ms(m), f"{m / base:.2f}x", "(info)", "-", _bench.spread([x * 1e3 for x in e])])
+                out.append({"figure": f"port restart under {EXT_LABEL[name]} ({label})", "measured": f"{m * 1e3:.2f} ms",
+                            "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)", "ratio": round(m / base, 2),
+                            "target": "(info)", "met": None})  # fmt: skip
+            else:
+                rows.append([f"{EXT_LABEL[name]}, {label}", "-", "-", "(info)", "-", why[(name, k)] or "no samples"])
+    _bench.table(["kill -> new service answers", "median", "ratio vs raw", "target", "verdict", "samples (ms)"], rows)
+    _bench.result("port_restart", out)
+
+
+if __name__ == "__main__":
+    main()
