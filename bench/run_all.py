@@ -21,7 +21,7 @@ import time
 import _bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = ["pingpong", "oneway", "spawn", "many", "startup", "restart", "call"]
+BENCHES = ["pingpong", "oneway", "spawn", "many", "startup", "restart", "call", "port_restart", "port_lines", "up_many"]
 
 
 def run_one(name: str) -> tuple[dict[str, object] | None, float]:
