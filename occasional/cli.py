@@ -44,6 +44,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from .ports.up import ConfigError, load, serve
+
+    try:
+        plan = load(args.file)
+    except ConfigError as e:
+        print(f"occasional up: {e}", file=sys.stderr)
+        return 2
+    return serve(plan)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="occasional",
@@ -60,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("target", metavar="MODULE:FUNCTION")
     run_p.add_argument("args", nargs="*", metavar="ARGS")
     run_p.set_defaults(handler=_run)
+    up_p = commands.add_parser(
+        "up",
+        help="run the services declared in FILE.toml as one supervision tree",
+        description="Start every service of FILE.toml (executables and Python functions) under one "
+        "supervisor, restart them as the file says, and stop them all, in reverse start order, on "
+        "SIGTERM or Ctrl-C (exit 0). A file that cannot run is refused before anything starts (exit 2); "
+        "exit 1 if a service cannot start or the supervisor gives up. The format is described in "
+        "occasional/ports/up.py and examples/services.toml.",
+    )
+    up_p.add_argument("file", metavar="FILE.toml")
+    up_p.set_defaults(handler=_up)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
