@@ -43,6 +43,8 @@ from .core.pid import Pid as Pid, Port as Port, Ref as Ref
 from .core.reasons import format_reason as format_reason
 from .core.runtime import run as run, runtime as runtime, start as start, stop as stop
 
+from . import durable as durable  # the public subpackage occasional.durable (API.md section 7)
+
 _logging.getLogger("occasional").addHandler(_logging.NullHandler())
 
 __all__ = [

@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     up_p.add_argument("file", metavar="FILE.toml")
     up_p.set_defaults(handler=_up)
+    from .durable.cli import add_journal_command
+
+    add_journal_command(commands)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -384,3 +384,26 @@ def test_sigkill_of_occasional_up_leaves_no_service_process_within_2_seconds(her
     finally:
         reap_orphans(taken)
         assert survivors(taken) == []
+
+
+# ---------------------------------------------------------------- the example
+
+
+def test_the_example_runs_a_web_server_and_a_worker_that_gets_answers_from_it(tmp_path, up):
+    import shutil
+    import socket
+
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    with socket.socket() as s:  # a free port instead of the README's 8000
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    with open(os.path.join(examples, "services.toml")) as f:
+        text = f.read()
+    assert ', 2.0]' in text
+    (tmp_path / "services.toml").write_text(text.replace("8000", port).replace(", 2.0]", ", 0.1]"))  # poll faster
+    shutil.copy(os.path.join(examples, "services_worker.py"), tmp_path)
+    u = up(tmp_path / "services.toml")
+    u.running()
+    log = tmp_path / "logs" / "worker.log"
+    polled = poll(lambda: log.read_text() if log.exists() else "", lambda text: f"GET http://127.0.0.1:{port}/ -> 200" in text, timeout=15)
+    assert ("-> 200" in polled, u.stop()) == (True, 0)

@@ -152,6 +152,9 @@ def send(dest: Any, msg: Any) -> None:
     if ctx is None or ctx.closed:
         ctx = current("send()")
     if isinstance(dest, Pid):
+        if dest._occ_route is not None:  # a durable process: through its journal (occasional.durable)
+            dest._occ_route(msg)
+            return
         pid_id = dest.id
     elif type(dest) is str:
         found = ctx.call(P.WHEREIS, dest)
@@ -192,7 +195,7 @@ def receive(match: Any = None, timeout: float | None = None) -> Any:
     ctx = _context._current
     if ctx is None or ctx.closed:
         ctx = current("receive()")
-    if match is None and timeout is None:
+    if match is None and timeout is None and not ctx.journaled:
         mailbox = ctx.mailbox
         return mailbox.popleft() if mailbox else ctx.receive(None, None)
     return ctx.receive(compile_match(match), _check_timeout("receive()", timeout))

@@ -239,6 +239,9 @@ class Central:
         self.stopped = loop.create_future()
         self.fs = Conn(loop, fs_sock, self._on_forkserver, self._on_forkserver_eof)
         self.fs_pidfd = -1
+        # Run after a process is finalized, with its wire reason: hooks that
+        # extensions install (the durable journal restarts its processes).
+        self.exit_hooks: list[Callable[[Proc, list[Any]], None]] = []
         owner = self._new_proc("<owner>")
         owner.os_pid = owner_pid
         owner.own_group = False
@@ -555,6 +558,8 @@ class Central:
                     q.conn.send([P.EXIT_SIGNAL, pid[0], pid[1], reason, True])
             elif not normal:
                 self._kill(q, ["linked", [pid[0], pid[1], reason]])
+        for hook in self.exit_hooks:
+            hook(p, reason)
         if p.owner and not self.stopping:
             # The interpreter that owns the runtime is gone: nothing may outlive it.
             self.loop.create_task(self.shutdown(None))
@@ -788,6 +793,7 @@ def main(argv: list[str]) -> None:
     central.fs_pidfd = os.pidfd_open(fs_pid)
     loop.add_reader(central.fs_pidfd, central.on_sigchld)
     central.reap_periodically()
+    _install_hooks(central, argv[3] if len(argv) > 3 else "{}")
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(central.shutdown(None)))
     loop.run_until_complete(central.stopped)
     # Let the last replies reach their sockets before the process exits.
@@ -801,6 +807,21 @@ def main(argv: list[str]) -> None:
                 except OSError:
                     break
     os._exit(0)
+
+
+def _install_hooks(central: Central, spec: str) -> None:
+    """Let extensions named by the starter (runtime.CENTRAL_HOOKS) add their ops
+    and exit hooks; a hook that fails ends central, which the starter reports."""
+    import importlib
+    import json
+
+    for entry, options in json.loads(spec).items():
+        module, _, function = entry.partition(":")
+        try:
+            getattr(importlib.import_module(module), function)(central, options)
+        except Exception:
+            log.exception("the runtime's central services could not start %s", entry)
+            os._exit(1)
 
 
 def _raise_fd_limit() -> None:

@@ -78,6 +78,10 @@ class Peer:
 class Context:
     """Everything the calling process knows of its runtime."""
 
+    # A durable process's context (occasional.durable) sets this: every receive
+    # goes through its journal, so api.receive takes no shortcut past it.
+    journaled = False
+
     def __init__(self, sock: socket.socket, pid: Pid) -> None:
         self.pid = pid
         self.central = sock
@@ -172,6 +176,11 @@ class Context:
             if msg[4]:  # the sender has ended: what it sent comes first
                 self._drain_from(msg[1])
             self.mailbox.append(("EXIT", Pid._make(msg[1], msg[2]), reason_from_wire(msg[3])))
+        else:
+            self.on_extension_frame(msg)
+
+    def on_extension_frame(self, msg: list[Any]) -> None:
+        """A control frame of an extension (a durable process's journaled messages)."""
 
     # -- peers -----------------------------------------------------------------
 

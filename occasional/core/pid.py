@@ -19,6 +19,9 @@ class Pid:
     __module__ = "occasional"
     id: int
     os_pid: int
+    # How send() reaches a Pid that is not a plain socket peer: a durable
+    # process's address routes through the journal (occasional.durable).
+    _occ_route: Any = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Pid:
         raise TypeError(

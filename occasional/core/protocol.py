@@ -44,3 +44,17 @@ FORK = 50  # [FORK, pid_id, blob, sys_path, title] with the child's central sock
 FORKED = 51  # [FORKED, pid_id, os_pid]
 REAPED = 52  # [REAPED, os_pid, status]
 FORK_FAILED = 53  # [FORK_FAILED, pid_id, error_text]
+
+# process <-> central's journal writer (occasional.durable; handlers installed by
+# its central hook, so core never imports durable)
+D_SPAWN = 60  # [D_SPAWN, req, id, blob, function, sys_path, title] -> [pid_id, os_pid, exists]
+D_SEND = 61  # [D_SEND, req, dest_id, body, sender_id, send_seq, events]; req 0: no ack
+D_EVENTS = 62  # [D_EVENTS, req, events]; req 0: no ack
+D_HELLO = 63  # [D_HELLO, req] -> [id, path, committed_mailbox_seq]
+D_RESULT = 64  # [D_RESULT, req, id] -> wire reason, once the process has finished
+D_CANCEL = 65  # [D_CANCEL, req]: the caller gave up waiting on D_RESULT req
+D_FINISH = 66  # [D_FINISH, req, events, reason]
+D_SLEEP = 67  # [D_SLEEP, req, events, wake_at]: the process ends; start it again at wake_at
+D_IDLE = 68  # [D_IDLE]: waiting for a message (a kill now is no crash of its code)
+D_WHEREIS = 69  # [D_WHEREIS, req, id] -> [pid_id, os_pid] | None
+D_MSG = 70  # central -> process: [D_MSG, seq, body]

@@ -20,6 +20,11 @@ from .mailbox import Context, raise_for_reason
 from .pid import Pid
 
 OPTIONS = ("journal",)
+# Hooks into central (STYLE.md: core never imports durable; durable fills this
+# on import). Each maps option names to "module:function"; when a runtime
+# starts, central imports the module and calls function(central, options) before
+# its loop runs, with the values of those options (None when not given).
+CENTRAL_HOOKS: dict[str, tuple[tuple[str, ...], Callable[[str, dict[str, Any]], None]]] = {}
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -33,17 +38,31 @@ class _Runtime:
 _runtime: _Runtime | None = None
 
 
+def add_central_hook(entry: str, options: tuple[str, ...], check: Callable[[str, dict[str, Any]], None]) -> None:
+    """Let ``entry`` ("module:function") extend central; ``check(call, options)``
+    validates its options in the caller, before anything starts."""
+    CENTRAL_HOOKS[entry] = (options, check)
+
+
+def _all_options() -> tuple[str, ...]:
+    extra = [o for opts, _check in CENTRAL_HOOKS.values() for o in opts if o not in OPTIONS]
+    return OPTIONS + tuple(extra)
+
+
 def check_options(call: str, options: dict[str, Any]) -> None:
+    known = _all_options()
     for key in options:
-        if key not in OPTIONS:
+        if key not in known:
             raise TypeError(
-                f"{call} got an unknown option {key!r}; the options are {', '.join(OPTIONS)}. "
+                f"{call} got an unknown option {key!r}; the options are {', '.join(known)}. "
                 "Keyword arguments are options of the runtime or the call: use functools.partial "
                 "to pass keyword arguments to the function"
             )
     journal = options.get("journal")
     if journal is not None and not isinstance(journal, (str, os.PathLike)):
         raise TypeError(f"{call}: journal={journal!r} is not a path; pass a file path or a store URL as a string")
+    for _opts, check in CENTRAL_HOOKS.values():
+        check(call, options)
 
 
 def _start(hidden: bool, options: dict[str, Any]) -> Pid:
@@ -58,7 +77,8 @@ def _start(hidden: bool, options: dict[str, Any]) -> Pid:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     try:
         central = subprocess.Popen(
-            [sys.executable, "-m", "occasional.core.central", str(theirs.fileno()), str(os.getpid()), "1" if hidden else "0"],
+            [sys.executable, "-m", "occasional.core.central", str(theirs.fileno()), str(os.getpid()), "1" if hidden else "0",
+             _hooks_argument(options)],
             pass_fds=[theirs.fileno()],
             env=env,
         )
@@ -79,6 +99,15 @@ def _start(hidden: bool, options: dict[str, Any]) -> Pid:
     context.set_current(ctx)
     _runtime = _Runtime(central, ctx, options)
     return ctx.pid
+
+
+def _hooks_argument(options: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps({
+        entry: {o: (os.fspath(options[o]) if isinstance(options.get(o), os.PathLike) else options.get(o)) for o in opts}
+        for entry, (opts, _check) in CENTRAL_HOOKS.items()
+    })  # fmt: skip
 
 
 def start(**options: Any) -> Pid:

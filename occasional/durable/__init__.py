@@ -1,1 +1,57 @@
-"""Durable processes: a journaled mailbox, steps and replay (API.md section 7)."""
+"""Durable processes: a journaled mailbox, steps, timers and replay (API.md section 7).
+
+A durable process has a stable string id. Every message sent to it is
+committed to its journal before ``send`` returns; it journals what each
+receive took, every step outcome, clock and random values, sleeps and its own
+sends. When it crashes or is SIGKILLed, the runtime starts it again and it
+replays its journal (no step runs twice, no send is made twice), then goes
+live. ``occ.run(main, journal=PATH)`` resumes every unfinished one.
+
+Modules: ``api`` (the verbs), ``replay`` (a durable process's context),
+``writer`` (central's journal writer and restarts), ``store`` (the SQLite
+store behind one interface), ``cli`` (``occasional journal``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import runtime as _runtime
+from .api import (
+    DurablePid as DurablePid,
+    Retry as Retry,
+    attempt as attempt,
+    now as now,
+    random as random,
+    result as result,
+    sleep as sleep,
+    spawn as spawn,
+    step as step,
+    step_key as step_key,
+    uuid4 as uuid4,
+    whereis as whereis,
+)
+from .errors import NonDeterminism as NonDeterminism
+from .store import DEFAULT_SYNC as _DEFAULT_SYNC, SYNC_MODES as _SYNC_MODES
+
+
+def _check_options(call: str, options: dict[str, Any]) -> None:
+    sync = options.get("journal_sync")
+    if sync is not None and sync not in _SYNC_MODES:
+        raise ValueError(
+            f"{call}: journal_sync={sync!r} is not a sync mode; use 'machine' (a commit survives power loss) "
+            f"or 'process' (a commit survives the SIGKILL of any process); the default is {_DEFAULT_SYNC!r}"
+        )
+    if sync is not None and options.get("journal") is None:
+        raise ValueError(f"{call}: journal_sync={sync!r} needs journal=PATH, the journal it applies to")
+
+
+# Central opens the journal through this hook: core never imports durable (STYLE.md).
+_runtime.add_central_hook("occasional.durable.writer:install", ("journal", "journal_sync"), _check_options)
+
+__all__ = [
+    "spawn", "result", "whereis", "DurablePid",
+    "step", "Retry", "step_key", "attempt",
+    "sleep", "now", "random", "uuid4",
+    "NonDeterminism",
+]  # fmt: skip

@@ -1,0 +1,387 @@
+"""Central's journal writer and the supervisor of durable processes.
+
+Installed into central by its hook (``runtime.add_central_hook``), so core
+never imports durable. Central is the only writer: one connection, and group
+commit: every write that arrived in one turn of the event loop goes into one
+transaction, then every ack of that turn goes out (ARCHITECTURE.md, "Durable
+processes"). Messages committed to a running process's mailbox are forwarded
+to it over its central socket after the commit.
+
+It also restarts durable processes: an incarnation that ended without a final
+reason in the journal is started again at once, unless it crashed
+``CRASH_LIMIT`` times in a row at the same journal position, which ends it
+with the reason ``("crashloop", ...)``. A kill while the process waits for a
+message is no crash of its code and does not count.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+import msgpack
+
+from ..core import protocol as P
+
+if TYPE_CHECKING:
+    from ..core.central import Central, Proc
+    from .store import Batch, ProcessRow, Store
+
+log = logging.getLogger("occasional.durable")
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+CRASH_LIMIT = 5
+_NO_JOURNAL = ("durable processes need a journal; start the runtime with "
+               "occ.run(main, journal=PATH) (or occ.start(journal=PATH))")
+
+
+class State:
+    """One durable process, as central knows it."""
+
+    __slots__ = ("row", "proc", "hello", "hello_seq", "mailbox_seq", "event_seq", "last_send", "crash_pos",
+                 "crashes", "idle_pos", "waiters", "done", "committed_done", "spawn_waiters", "timer")  # fmt: skip
+
+    def __init__(self, row: ProcessRow) -> None:
+        self.row = row
+        self.proc: Proc | None = None
+        self.hello = False
+        self.hello_seq = 0
+        self.mailbox_seq = 0
+        self.event_seq = 0
+        self.last_send: dict[str, int] = {}
+        self.crash_pos = -1
+        self.crashes = 0
+        self.idle_pos = -1
+        self.waiters: list[tuple[Proc, int]] = []
+        self.done = row.status == "done"
+        self.committed_done = self.done
+        self.spawn_waiters: list[Callable[[], None]] = []
+        self.timer: Any = None
+
+
+class Writer:
+    def __init__(self, central: Central, store: Store) -> None:
+        from .store import Batch
+
+        self.central = central
+        self.loop = central.loop
+        self.store = store
+        self._batch_class = Batch
+        self.batch: Batch = Batch()
+        self.after: list[Callable[[], None]] = []
+        self.forwards: list[tuple[State, int, bytes]] = []
+        self.scheduled = False
+        self.states: dict[str, State] = {}
+        self.by_proc: dict[int, State] = {}
+        mailbox, events, sends = store.last_seqs()
+        for row in store.processes():
+            st = State(row)
+            st.mailbox_seq = mailbox.get(row.id, 0)
+            st.event_seq = events.get(row.id, 0)
+            self.states[row.id] = st
+        for (process, sender), n in sends.items():
+            if process in self.states:
+                self.states[process].last_send[sender] = n
+
+    # -- group commit --------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.commit)
+
+    def on_commit(self, fn: Callable[[], None]) -> None:
+        self.after.append(fn)
+        self._schedule()
+
+    def commit(self) -> None:
+        self.scheduled = False
+        batch, self.batch = self.batch, self._batch_class()
+        if batch:
+            try:
+                self.store.write(batch)
+            except Exception:
+                # Crash-only: acks promised a commit that did not happen, so the
+                # runtime ends rather than go on with a journal it cannot trust.
+                log.exception("the journal %s could not be written; ending the runtime", self.store.path)
+                os._exit(1)
+        forwards, self.forwards = self.forwards, []
+        for st, seq, body in forwards:
+            proc = st.proc
+            if proc is not None and st.hello and seq > st.hello_seq and proc.conn is not None:
+                proc.conn.send([P.D_MSG, seq, body])
+        after, self.after = self.after, []
+        for fn in after:
+            fn()
+
+    # -- appends -------------------------------------------------------------------
+
+    def _events(self, st: State, events: list[list[Any]]) -> None:
+        if not events:
+            return
+        pid = st.row.id
+        self.batch.events.extend((pid, seq, kind, name, body) for seq, kind, name, body in events)
+        st.event_seq = max(st.event_seq, events[-1][0])
+        self._schedule()
+
+    def _append(self, dest: State, body: bytes, sender: str | None, send_seq: int | None) -> None:
+        if sender is not None:
+            if dest.last_send.get(sender, 0) >= send_seq:  # type: ignore[operator]
+                return  # a send repeated by a restarted sender (issue 6)
+            dest.last_send[sender] = send_seq  # type: ignore[assignment]
+        dest.mailbox_seq += 1
+        self.batch.mailbox.append((dest.row.id, dest.mailbox_seq, sender, send_seq, body))
+        self.forwards.append((dest, dest.mailbox_seq, body))
+        self._schedule()
+
+    def _reply(self, p: Proc, req: int, value: Any) -> None:
+        if req and p.conn is not None:
+            p.conn.send([P.REPLY, req, True, value])
+
+    def _error(self, p: Proc, req: int, name: str, *args: Any) -> None:
+        if req and p.conn is not None:
+            p.conn.send([P.REPLY, req, False, [name, *args]])
+
+    # -- ops -----------------------------------------------------------------------
+
+    def op_spawn(self, p: Proc, msg: list[Any]) -> None:
+        from .store import ProcessRow
+
+        _, req, id, blob, function, sys_path, title = msg
+        st = self.states.get(id)
+        if st is not None:
+            self.on_commit(lambda: self._answer_spawn(p, req, st))  # type: ignore[arg-type]
+            return
+        row = ProcessRow(id, function, blob, sys_path, title, "running", None, None, time.time(), None)
+        st = self.states[id] = State(row)
+        self.batch.processes.append(row)
+        self.on_commit(lambda: self._start(st))
+        self.on_commit(lambda: self._answer_spawn(p, req, st))  # type: ignore[arg-type]
+
+    def _answer_spawn(self, p: Proc, req: int, st: State) -> None:
+        proc = st.proc
+        if proc is not None and proc.os_pid is None:
+            proc.forked_waiters.append(lambda ok: self._answer_spawn(p, req, st))
+            return
+        self._reply(p, req, [proc.id, proc.os_pid or 0] if proc is not None else [0, 0])
+
+    def op_whereis(self, p: Proc, msg: list[Any]) -> None:
+        _, req, id = msg
+        st = self.states.get(id)
+        if st is None:
+            self._reply(p, req, None)
+        else:
+            self._answer_spawn(p, req, st)
+
+    def op_send(self, p: Proc, msg: list[Any]) -> None:
+        _, req, dest_id, body, sender, send_seq, events = msg
+        me = self.by_proc.get(p.id)
+        if events and me is not None:
+            self._events(me, events)
+        dest = self.states.get(dest_id)
+        if dest is not None and not dest.done:
+            self._append(dest, body, sender if me is not None else None, send_seq if me is not None else None)
+        # A message to an unknown or finished durable process is dropped, as
+        # one to a dead Pid is (API.md section 3).
+        if req:
+            self.on_commit(lambda: self._reply(p, req, None))
+
+    def op_events(self, p: Proc, msg: list[Any]) -> None:
+        _, req, events = msg
+        st = self.by_proc.get(p.id)
+        if st is not None:
+            self._events(st, events)
+        if req:
+            self.on_commit(lambda: self._reply(p, req, None))
+
+    def op_hello(self, p: Proc, msg: list[Any]) -> None:
+        req = msg[1]
+        st = self.by_proc.get(p.id)
+        if st is None:
+            self._error(p, req, "RuntimeError", "this process is not a durable process")
+            return
+
+        def answer() -> None:
+            # Everything the previous incarnation wrote is committed now; what
+            # is committed from here on is forwarded, the rest is read.
+            st.hello = True
+            st.hello_seq = st.mailbox_seq
+            self._reply(p, req, [st.row.id, self.store.path, st.hello_seq])
+
+        self.on_commit(answer)
+
+    def op_idle(self, p: Proc, msg: list[Any]) -> None:
+        st = self.by_proc.get(p.id)
+        if st is not None:
+            st.idle_pos = st.event_seq
+
+    def op_finish(self, p: Proc, msg: list[Any]) -> None:
+        _, req, events, reason = msg
+        st = self.by_proc.get(p.id)
+        if st is None:
+            return
+        self._events(st, events)
+        self._finish(st, reason)
+        self.on_commit(lambda: self._reply(p, req, None))
+
+    def op_sleep(self, p: Proc, msg: list[Any]) -> None:
+        _, req, events, wake_at = msg
+        st = self.by_proc.get(p.id)
+        if st is None:
+            return
+        self._events(st, events)
+        st.row.status, st.row.wake_at = "asleep", wake_at
+        self.batch.status.append((st.row.id, "asleep", None, wake_at, None))
+        self.on_commit(lambda: self._reply(p, req, None))
+
+    def op_result(self, p: Proc, msg: list[Any]) -> None:
+        _, req, id = msg
+        st = self.states.get(id)
+        if st is None:
+            self._error(p, req, "NoProcess", id)
+        elif st.committed_done:
+            self._reply(p, req, _unpackb(st.row.reason))
+        else:
+            st.waiters.append((p, req))
+
+    def op_cancel(self, p: Proc, msg: list[Any]) -> None:
+        req = msg[1]
+        for st in self.states.values():
+            if (p, req) in st.waiters:
+                st.waiters.remove((p, req))
+
+    # -- the end of a process ----------------------------------------------------------
+
+    def _finish(self, st: State, wire_reason: list[Any]) -> None:
+        if st.done:
+            return
+        st.done = True
+        now = time.time()
+        reason = _packb(wire_reason)
+        st.row.status, st.row.reason, st.row.finished = "done", reason, now
+        self.batch.status.append((st.row.id, "done", reason, None, now))
+
+        def notify() -> None:
+            st.committed_done = True
+            waiters, st.waiters = st.waiters, []
+            for p, req in waiters:
+                self._reply(p, req, wire_reason)
+
+        self.on_commit(notify)
+
+    def on_exit(self, p: Proc, reason: list[Any]) -> None:
+        st = self.by_proc.pop(p.id, None)
+        if st is None:
+            return
+        for q, req in list(st.waiters):
+            if q is p:
+                st.waiters.remove((q, req))
+        st.proc, st.hello = None, False
+        central = self.central
+        if central.stopping or central.fs_lost is not None or st.done:
+            return
+        if st.row.status == "asleep":
+            self._wake_later(st)
+            return
+        kind = reason[0]
+        if kind in ("killed", "linked"):
+            # Ended by the runtime on request (kill, a linked partner's end):
+            # that is its end, as for any process (API.md section 4).
+            self._finish(st, reason)
+            return
+        pos = st.event_seq
+        if st.idle_pos == pos:
+            st.crashes = 0  # killed while waiting for a message: no fault of its code
+        elif pos == st.crash_pos:
+            st.crashes += 1
+        else:
+            st.crash_pos, st.crashes = pos, 1
+        if st.crashes >= CRASH_LIMIT:
+            from ..core import codec
+
+            detail = {"position": pos, "crashes": st.crashes, "last": _describe(reason)}
+            log.error("durable process %r crashed %d times at journal position %d (last: %s); not restarting it",
+                      st.row.id, st.crashes, pos, detail["last"])
+            self._finish(st, ["crashloop", codec.dumps(detail)])
+            return
+        log.info("durable process %r ended without finishing (%s); restarting it", st.row.id, _describe(reason))
+        self.loop.call_soon(self._start, st)
+
+    def _wake_later(self, st: State) -> None:
+        delay = max(0.0, (st.row.wake_at or 0.0) - time.time())
+        st.timer = self.loop.call_later(delay, self._wake, st)
+
+    def _wake(self, st: State) -> None:
+        st.timer = None
+        if st.done or st.proc is not None:
+            return
+        st.row.status, st.row.wake_at = "running", None
+        self.batch.status.append((st.row.id, "running", None, None, None))
+        self.on_commit(lambda: self._start(st))
+
+    # -- starting incarnations -------------------------------------------------------------
+
+    def _start(self, st: State) -> None:
+        central = self.central
+        if st.done or st.proc is not None or central.stopping or central.fs_lost is not None:
+            return
+        row = st.row
+        child = central._new_proc(row.function)
+        child.hidden = False
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        central._attach(child, mine)
+        st.proc, st.hello, st.idle_pos = child, False, -1
+        self.by_proc[child.id] = st
+        central.fs.send([P.FORK, child.id, row.blob, _unpackb(row.sys_path), row.title], [theirs.detach()])
+
+    def resume(self) -> None:
+        """Start every unfinished durable process of the journal (API.md section 7, resume)."""
+        for st in self.states.values():
+            if st.done:
+                continue
+            if st.row.status == "asleep":
+                self._wake_later(st)
+            else:
+                self.loop.call_soon(self._start, st)
+
+
+def _describe(reason: list[Any]) -> str:
+    kind, detail = reason
+    if kind in ("signal", "exitcode"):
+        try:
+            return f"{kind} {_unpackb(detail)}"
+        except Exception:
+            return str(kind)
+    return str(kind)
+
+
+def _no_journal(central: Central) -> None:
+    def refuse(p: Proc, msg: list[Any]) -> None:
+        if len(msg) > 1 and type(msg[1]) is int and msg[1] and p.conn is not None:
+            p.conn.send([P.REPLY, msg[1], False, ["RuntimeError", _NO_JOURNAL]])
+
+    for op in (P.D_SPAWN, P.D_SEND, P.D_EVENTS, P.D_HELLO, P.D_RESULT, P.D_FINISH, P.D_SLEEP, P.D_WHEREIS):
+        central.ops[op] = refuse
+    central.ops[P.D_CANCEL] = central.ops[P.D_IDLE] = lambda p, msg: None
+
+
+def install(central: Central, options: dict[str, Any]) -> None:
+    """Central's hook: open the journal, take the durable ops, resume what is unfinished."""
+    journal = options.get("journal")
+    if journal is None:
+        _no_journal(central)
+        return
+    from .store import DEFAULT_SYNC, Store, sqlite_path
+
+    store = Store(sqlite_path(journal), options.get("journal_sync") or DEFAULT_SYNC)
+    w = Writer(central, store)
+    central.ops.update({
+        P.D_SPAWN: w.op_spawn, P.D_SEND: w.op_send, P.D_EVENTS: w.op_events, P.D_HELLO: w.op_hello,
+        P.D_RESULT: w.op_result, P.D_CANCEL: w.op_cancel, P.D_FINISH: w.op_finish, P.D_SLEEP: w.op_sleep,
+        P.D_IDLE: w.op_idle, P.D_WHEREIS: w.op_whereis,
+    })  # fmt: skip
+    central.exit_hooks.append(w.on_exit)
+    w.resume()
