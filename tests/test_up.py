@@ -37,7 +37,7 @@ def on_term(signum, frame):
     note("stop", name, os.getpid())
     sys.exit(0)
 
-signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if name.startswith("stubborn") else on_term)
 note("start", name, os.getpid())
 if name.startswith("where"):
     note("where", name, os.getcwd(), os.environ.get("GREETING"), os.environ.get("FROM_THE_SHELL"))
@@ -319,6 +319,19 @@ def test_a_stop_signal_stops_every_service_and_exits_0(here, up, sig):
     pids = poll(lambda: started(here), lambda s: len(s) == 2)
     assert u.stop(sig) == 0
     assert ([p for ps in pids.values() for p in ps if alive(p)], u.err.splitlines()[-1]) == ([], f"occasional up: {here}/services.toml: every service stopped")
+
+
+def test_a_second_stop_signal_ends_occasional_up_and_every_service_at_once(here, up):
+    u = up(write(here, native(here, "stubborn") + "shutdown = 60\n"))
+    u.running()
+    pid = poll(lambda: started(here), lambda s: len(s) == 1)["stubborn"][0]
+    taken = snapshot(descendants(u.proc.pid))
+    u.proc.send_signal(signal.SIGTERM)
+    u.read_until("stopping stubborn")
+    try:
+        assert (u.stop(signal.SIGTERM, timeout=5), wait_until_gone(taken, timeout=2.0), alive(pid)) == (-signal.SIGTERM, [], False)
+    finally:
+        reap_orphans(taken)
 
 
 @pytest.mark.parametrize("kind", KINDS)
