@@ -7,7 +7,7 @@ the clock runs from the first line sent to the last line received, with
 
 - occasional: ``port = occasional.ports.open_port(["cat"], framing="line")``;
   the owner keeps ``--window`` lines in flight: it sends that many with
-  ``occasional.ports.send(port, line)``, then for each ``(port, ("data",
+  ``occ.send(port, line)``, then for each ``(port, ("data",
   line))`` it receives, sends the next (one process cannot send from a second
   thread, and sending everything first would measure the port's buffering).
 - baseline, in the same run: ``subprocess.Popen(["cat"], stdin=PIPE,
@@ -75,7 +75,7 @@ def occ_main(payloads: list[bytes], window: int) -> float:
 
     n = len(payloads)
     port = ports.open_port(["cat"], framing="line")
-    send, receive = ports.send, occ.receive
+    send, receive = occ.send, occ.receive  # a port is a process: bytes sent to it are frames for stdin
     # One line there and back first, so cat is running before the clock starts.
     send(port, payloads[0])
     assert receive() == (port, ("data", payloads[0]))
