@@ -131,8 +131,9 @@ class Up:
     """`occasional up FILE` as a real command; its stderr read with deadlines."""
 
     def __init__(self, path, env=None):
+        # A process group of its own, as a shell gives a foreground job: Ctrl-C is SIGINT to that group.
         self.proc = subprocess.Popen([OCCASIONAL, "up", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=env)  # fmt: skip
+                                     stderr=subprocess.PIPE, env=env, process_group=0)  # fmt: skip
         self.err = ""
 
     def read_until(self, text, timeout=20.0):
@@ -152,8 +153,12 @@ class Up:
         return self.read_until("services running")
 
     def stop(self, sig=signal.SIGTERM, timeout=30.0):
-        """Send ``sig``; return the exit status once it ended, with all it said."""
-        self.proc.send_signal(sig)
+        """Send ``sig`` (SIGINT to the whole group, as Ctrl-C does); return the exit
+        status once it ended, with all it said."""
+        if sig == signal.SIGINT:
+            os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
         self.err += self.proc.stderr.read().decode()
         return self.proc.wait(timeout)
 
@@ -370,11 +375,18 @@ def test_a_services_stdout_file_is_rotated_by_size_between_lines(here, up, kind)
     u = up(write(here, KINDS[kind](here, "chatty", 40) + 'stdout = { path = "logs/out.log", max_bytes = 100, backups = 20 }\n'))
     u.running()
     wait_for_notes(here, lambda ns: any(n[0] == "printed" for n in ns))
-    log = here / "logs" / "out.log"
     expected = b"".join(b"line %03d %s\n" % (i, b"x" * 20) for i in range(40))
-    files = poll(lambda: [p.read_bytes() for p in sorted(here.glob("logs/out.log*"), key=lambda p: -int(p.suffix[1:] if p != log else 0))],
-                 lambda fs: b"".join(fs) == expected)  # fmt: skip
-    assert (b"".join(files) == expected, len(files), [len(f) for f in files if len(f) > 100 or not f.endswith(b"\n")]) == (True, 14, [])
+
+    def oldest_first():
+        try:
+            return [(here / "logs" / f"out.log.{i}").read_bytes() for i in range(13, 0, -1)] + [(here / "logs" / "out.log").read_bytes()]
+        except FileNotFoundError:  # not written yet, or being rotated
+            return []
+
+    files = poll(oldest_first, lambda fs: b"".join(fs) == expected)
+    names = {p.name for p in here.glob("logs/out.log*")}
+    torn_or_too_big = [f for f in files if len(f) > 100 or not f.endswith(b"\n")]
+    assert (b"".join(files) == expected, names, torn_or_too_big) == (True, {"out.log", *(f"out.log.{i}" for i in range(1, 14))}, [])
 
 
 def test_a_service_that_keeps_failing_makes_the_supervisor_give_up_and_occasional_up_exit_1(here, up):
