@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import api
+from ..core.context import current
 from ..core.errors import ProcessExit
 from ..core.match import ANY
 from ..core.pid import Pid
 from ..core.reasons import format_reason
+from .. import ports
 from .server import Server, Stop, call
 
 log = logging.getLogger("occasional.supervisor")
@@ -176,6 +178,7 @@ class _Child:
     crashes: int = 0  # consecutive restarts, for the backoff
     last_exit: float = 0.0
     waiting: bool = False  # a backoff timer will restart it
+    restarts: int = 0  # every restart so far, for `occasional ps`
 
     @property
     def id(self) -> str:
@@ -398,6 +401,7 @@ class Supervisor(Server):
         for c in ordered:
             c.waiting = False
             if c.pid is None:
+                c.restarts += 1
                 try:
                     self._start(c)
                 except ProcessExit as e:
@@ -433,9 +437,17 @@ class Supervisor(Server):
     # -- starting and stopping children ---------------------------------------------------------
 
     def _start(self, child: _Child) -> None:
+        ctx = current("Supervisor")
+        ctx.spawn_meta = {"restarts": child.restarts} if child.restarts else None
+        try:
+            self._start_child(child)
+        finally:
+            ctx.spawn_meta = None
+
+    def _start_child(self, child: _Child) -> None:
         spec = child.spec
         args = spec.args + child.extra
-        if _is_server_start(spec.function):
+        if _is_server_start(spec.function) or ports.is_open_port(spec.function):
             f: Any = spec.function
             start = getattr(f, "start") if isinstance(f, type) else f  # a Server subclass, or its start
             child.pid = start(*args, link=True)

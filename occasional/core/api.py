@@ -17,7 +17,7 @@ from . import protocol as P
 from .context import current
 from .errors import NoProcess, ProcessExit
 from .match import compile_match
-from .pid import Pid, Ref
+from .pid import Pid, Port, Ref
 
 
 def _describe(f: Any) -> str:
@@ -89,14 +89,19 @@ def spawn_prepared(prepared: Prepared, link: bool) -> Pid:
     return _spawn_prepared(current("spawn()"), prepared, None, link, False)[0]
 
 
-def _spawn_prepared(ctx: Any, prepared: Prepared, name: str | None, link: bool, monitor: bool) -> tuple[Pid, Ref | None]:
+def _spawn_prepared(ctx: Any, prepared: Prepared, name: str | None, link: bool, monitor: bool,
+                    meta: dict[str, Any] | None = None) -> tuple[Pid, Ref | None]:
+    """``meta``: facts for central's table that ``occasional ps`` shows
+    (``argv`` of a port; a supervisor adds ``restarts`` via ctx.spawn_meta)."""
+    if ctx.spawn_meta:
+        meta = {**ctx.spawn_meta, **(meta or {})}
     ref = ctx.new_ref() if monitor else None
     if ref is not None:
         ctx.monitors[ref] = None
     title = f"occasional: {name if name is not None else prepared.title}"
     try:
         reply = ctx.call(P.SPAWN, prepared.blob, name, link, ref.owner if ref else None, ref.n if ref else None,
-                         prepared.function, sys.path, title)  # fmt: skip
+                         prepared.function, sys.path, title, meta)  # fmt: skip
     except BaseException:
         if ref is not None:
             ctx.monitors.pop(ref, None)
@@ -156,6 +161,11 @@ def send(dest: Any, msg: Any) -> None:
             dest._occ_route(msg)
             return
         pid_id = dest.id
+        if type(dest) is Port and not isinstance(msg, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"send({dest!r}, {msg!r}): a port takes bytes, written to the executable's stdin; "
+                "encode the message, e.g. text.encode()"
+            )
     elif type(dest) is str:
         found = ctx.call(P.WHEREIS, dest)
         if found is None:

@@ -24,7 +24,7 @@ import msgpack
 
 from ..sck.fdpass import recv_with_fds, send_with_fds
 from ..sck.frame import HEADER, Decoder, FrameError
-from . import logs
+from . import control, logs
 from . import protocol as P
 from .reaping import reap_ended
 from .reasons import reason_from_status
@@ -199,6 +199,7 @@ class Proc:
         "id", "os_pid", "conn", "name", "function", "links", "monitored_by",
         "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
         "hidden", "own_group", "owner", "forked_waiters", "finalized", "summary",
+        "argv", "restarts", "started_mono",
     )  # fmt: skip
 
     def __init__(self, id: int, function: str) -> None:
@@ -223,6 +224,9 @@ class Proc:
         self.forked_waiters: list[Callable[[bool], None]] = []
         self.finalized = False
         self.summary = ""
+        self.argv: list[str] | None = None  # a port's executable and arguments
+        self.restarts = 0  # as its supervisor counted them
+        self.started_mono = time.monotonic()
 
 
 class Central:
@@ -242,6 +246,8 @@ class Central:
         # Run after a process is finalized, with its wire reason: hooks that
         # extensions install (the durable journal restarts its processes).
         self.exit_hooks: list[Callable[[Proc, list[Any]], None]] = []
+        self.control: socket.socket | None = None
+        self.started_at = time.time()
         owner = self._new_proc("<owner>")
         owner.os_pid = owner_pid
         owner.own_group = False
@@ -312,7 +318,7 @@ class Central:
     # -- requests ------------------------------------------------------------------
 
     def op_spawn(self, p: Proc, msg: list[Any]) -> None:
-        _, req, blob, name, link, mon_owner, mon_n, function, sys_path, title = msg
+        _, req, blob, name, link, mon_owner, mon_n, function, sys_path, title, meta = msg
         if self.fs_lost is not None:
             self._error(p, req, "RuntimeError", f"cannot spawn: {self.fs_lost}; start a new runtime")
             return
@@ -323,6 +329,13 @@ class Central:
             self._error(p, req, "NameTaken", name)
             return
         child = self._new_proc(function)
+        if meta:
+            argv = meta.get("argv")
+            if isinstance(argv, list):
+                child.argv = [str(a) for a in argv]
+            restarts = meta.get("restarts")
+            if type(restarts) is int:
+                child.restarts = restarts
         if name is not None:
             child.name = name
             self.names[name] = child.id
@@ -499,7 +512,32 @@ class Central:
             p.kill_reason = reason
         if p.os_pid is None:
             return  # killed at FORKED
-        _sigkill(p.os_pid, p.own_group)
+        self._end_process(p)
+
+    def _end_process(self, p: Proc) -> None:
+        """SIGKILL to the process group; a port gets SIGTERM first.
+
+        A port's process has adopted whatever its executable double-forked
+        (it is a subreaper); killed outright, it would hand those to central,
+        which may itself be dying (its owner's EOF arrives before its death
+        signal), and they would escape. On SIGTERM it kills all of it first
+        (occasional/ports/driver.py); SIGKILL follows if it has not ended.
+        """
+        assert p.os_pid is not None
+        if p.argv is None:
+            _sigkill(p.os_pid, p.own_group)
+            return
+        try:
+            os.kill(p.os_pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return
+        os_pid = p.os_pid
+
+        def insist() -> None:
+            if not p.finalized:
+                _sigkill(os_pid, True)
+
+        self.loop.call_later(1.0, insist)
 
     def _maybe_finalize(self, p: Proc) -> None:
         if p.finalized or p.os_pid is None:
@@ -558,6 +596,8 @@ class Central:
                     q.conn.send([P.EXIT_SIGNAL, pid[0], pid[1], reason, True])
             elif not normal:
                 self._kill(q, ["linked", [pid[0], pid[1], reason]])
+        if not p.owner:
+            self._kill_orphans()
         for hook in self.exit_hooks:
             hook(p, reason)
         if p.owner and not self.stopping:
@@ -579,7 +619,7 @@ class Central:
             for waiter in waiters:
                 waiter(True)
             if p.kill_reason is not None:
-                _sigkill(os_pid, True)
+                self._end_process(p)
             self._maybe_finalize(p)
         elif op == P.REAPED:
             _, os_pid, status = msg
@@ -616,12 +656,26 @@ class Central:
             if p.owner or p.finalized:
                 continue
             if p.os_pid is not None:
-                _sigkill(p.os_pid, p.own_group)
+                self._end_process(p)
             else:
                 p.os_pid = 0
             self._finalize(p, reason)
 
+    def _kill_orphans(self) -> None:
+        """Kill every process central adopted as subreaper.
+
+        Central's only child of its own is the forkserver; anything else was
+        reparented to it because the process that started it ended (a port
+        whose executable double-forked, a process SIGKILLed with children
+        running). No process outlives the process that owns it (issue 5,
+        supervisord #1101): they are killed, and reaped by on_sigchld.
+        """
+        for pid in _children():
+            if pid != self.fs_pid and pid not in self.by_os_pid:
+                _sigkill(pid, False)
+
     def reap_periodically(self) -> None:
+        self._kill_orphans()
         self.on_sigchld()
         if not self.stopping:
             self.loop.call_later(0.5, self.reap_periodically)
@@ -640,6 +694,57 @@ class Central:
             if p is not None and p.status is None:
                 p.status = status
                 self._maybe_finalize(p)
+
+    # -- occasional ps -------------------------------------------------------------------
+
+    def serve_control(self, lsock: socket.socket) -> None:
+        self.control = lsock
+        self.loop.add_reader(lsock.fileno(), self._on_control)
+
+    def _on_control(self) -> None:
+        try:
+            conn, _ = self.control.accept()  # type: ignore[union-attr]
+        except OSError:
+            return
+        conn.setblocking(False)
+        payload = _packb(self.table())
+        self.loop.create_task(self._send_table(conn, HEADER.pack(len(payload)) + payload))
+
+    async def _send_table(self, conn: socket.socket, data: bytes) -> None:
+        try:
+            await self.loop.sock_sendall(conn, data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def table(self) -> dict[str, Any]:
+        """What ``occasional ps`` shows of this runtime."""
+        now = time.monotonic()
+        owner = next((p for p in self.procs.values() if p.owner), None)
+        rows = []
+        for p in self.procs.values():
+            if p.finalized or (p.hidden and not p.owner):
+                continue
+            rows.append({
+                "id": p.id,
+                "os_pid": p.os_pid,
+                "name": p.name,
+                "kind": "owner" if p.owner else "port" if p.argv is not None else "process",
+                "function": p.function if p.argv is None else None,
+                "argv": p.argv if p.argv is not None else (control.cmdline(p.os_pid) if p.owner and p.os_pid else None),
+                "state": "starting" if p.os_pid is None else control.proc_state(p.os_pid),
+                "restarts": p.restarts,
+                "uptime_s": round(now - p.started_mono, 3),
+                "rss_bytes": _rss(p.os_pid) if p.os_pid else None,
+            })  # fmt: skip
+        return {
+            "central": os.getpid(),
+            "owner": owner.os_pid if owner is not None else None,
+            "command": control.cmdline(owner.os_pid) if owner is not None and owner.os_pid else [],
+            "started_at": self.started_at,
+            "processes": rows,
+        }
 
     # -- stop -----------------------------------------------------------------------------
 
@@ -669,6 +774,13 @@ class Central:
                 _wait_for(self.fs_pid, 1.0)
             self.fs_pid = -1
         _kill_and_reap_children()
+        if self.control is not None:
+            self.loop.remove_reader(self.control.fileno())
+            self.control.close()
+            try:
+                os.unlink(control.socket_path(os.getpid()))
+            except OSError:
+                pass
         if done is not None:
             done()
         if not self.stopped.done():
@@ -794,6 +906,9 @@ def main(argv: list[str]) -> None:
     loop.add_reader(central.fs_pidfd, central.on_sigchld)
     central.reap_periodically()
     _install_hooks(central, argv[3] if len(argv) > 3 else "{}")
+    lsock = control.listen(os.getpid())
+    if lsock is not None:
+        central.serve_control(lsock)
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(central.shutdown(None)))
     loop.run_until_complete(central.stopped)
     # Let the last replies reach their sockets before the process exits.

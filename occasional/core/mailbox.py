@@ -105,6 +105,11 @@ class Context:
         self.calling: int | None = None  # pid id of the process a call waits on
         self.call_down: tuple[str, Any] | None = None  # its reason, if it ended
         self.closed = False
+        # Other file descriptors waited on with the mailbox (a port's pipes):
+        # fd -> handler(events), run inside pump.
+        self.fd_handlers: dict[int, Callable[[int], None]] = {}
+        # Extra facts sent with every spawn (a supervisor's restart count).
+        self.spawn_meta: dict[str, Any] | None = None
         self._next_req = 0
         self._next_ref = 0
 
@@ -352,6 +357,9 @@ class Context:
                 continue
             peer = self.peers_by_fd.get(fd)
             if peer is None:
+                handler = self.fd_handlers.get(fd)
+                if handler is not None:
+                    handler(ev)
                 continue
             if ev & _EPOLLOUT:
                 self._flush(peer)

@@ -13,7 +13,8 @@ without decoding them.
 from __future__ import annotations
 
 # process -> central
-SPAWN = 1  # [SPAWN, req, blob, name, link, mon_owner, mon_n, function, sys_path, title]
+SPAWN = 1  # [SPAWN, req, blob, name, link, mon_owner, mon_n, function, sys_path, title, meta]
+# meta: None or a map of facts for `occasional ps`: argv (a port), restarts
 CONNECT = 2  # [CONNECT, target]
 MONITOR = 3  # [MONITOR, owner, n, target]
 DEMONITOR = 4  # [DEMONITOR, owner, n]

@@ -1,1 +1,188 @@
-"""Native executables as processes of the runtime (API.md section 8)."""
+"""Ports: native executables run as processes of the runtime (API.md section 8).
+
+``open_port(argv)`` starts an executable directly (never through a shell)
+and returns a :class:`occasional.Port`, a process like any other: it can be
+linked, monitored, registered, sent to by name and supervised. Its stdout
+arrives to the owner as ``(port, ("data", frame))`` messages, framed by
+lines, 4-byte length packets or raw chunks; ``send(port, data)`` writes a
+frame to its stdin; ``close(port)`` closes the stdin; ``(port,
+("exit_status", n))`` is the last message.
+
+When the owner ends, however it ends, or the runtime ends, the executable
+and everything it started are killed (see :mod:`occasional.ports.driver`).
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import shlex
+import shutil
+import stat
+from typing import Any
+
+from ..core import api, codec
+from ..core.context import current
+from ..core.errors import ProcessExit
+from ..core.mailbox import raise_for_reason
+from ..core.pid import Port
+from ..sck.frame import FrameError
+from . import driver
+from .logfile import LogFile
+
+__all__ = ["open_port", "close", "LogFile", "FrameError"]
+
+FRAMINGS = ("line", "packet", "raw")
+STDOUTS = ("message", "inherit")
+STDERRS = ("inherit", "stdout", "message")
+DEFAULT_MAX_FRAME = 64 << 20
+
+
+def _check_argv(argv: Any) -> tuple[str, ...]:
+    if isinstance(argv, (str, bytes)):
+        raise TypeError(
+            f"open_port({argv!r}): argv is a string; pass a list such as {str(argv).split()!r} "
+            "(the executable is run directly, never through a shell)"
+        )
+    if not isinstance(argv, (list, tuple)) or not argv:
+        raise TypeError(f"open_port({argv!r}): argv is not a non-empty list of strings; pass e.g. ['cat']")
+    out = []
+    for a in argv:
+        if isinstance(a, os.PathLike):
+            a = os.fspath(a)
+        if not isinstance(a, str):
+            raise TypeError(f"open_port({argv!r}): argument {a!r} is not a string; pass every argument as a str")
+        if "\0" in a:
+            raise ValueError(f"open_port({argv!r}): argument {a!r} contains a NUL byte, which no argument can hold")
+        out.append(a)
+    return tuple(out)
+
+
+def _find_executable(name: str, cwd: str | None, env: dict[str, str] | None) -> str:
+    """The file exec will run, as subprocess finds it; raises naming it."""
+    if os.sep in name:
+        path = name if os.path.isabs(name) or cwd is None else os.path.join(cwd, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, f"open_port: the executable {name!r} does not exist; check the path", name)
+    else:
+        search = (env if env is not None else os.environ).get("PATH", os.defpath)
+        found = shutil.which(name, path=search)
+        if found is None:
+            exists = shutil.which(name, mode=os.F_OK, path=search)
+            if exists is not None:
+                raise PermissionError(errno.EACCES, f"open_port: {exists!r} (found for {name!r} on PATH) is not executable; chmod +x it", exists)
+            raise FileNotFoundError(errno.ENOENT, f"open_port: no executable {name!r} on PATH ({search}); give its full path or fix PATH", name)
+        path = found
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise PermissionError(errno.EACCES, f"open_port: {name!r} is a directory, not an executable", name)
+    if not os.access(path, os.X_OK):
+        raise PermissionError(errno.EACCES, f"open_port: {name!r} is not executable; chmod +x it", name)
+    return path
+
+
+def _check_output(option: str, value: Any, allowed: tuple[str, ...]) -> str | LogFile:
+    if isinstance(value, LogFile) or value in allowed:
+        return value  # type: ignore[no-any-return]
+    choices = ", ".join(repr(a) for a in allowed)
+    raise ValueError(f"open_port: {option}={value!r} is not an option; use {choices} or occasional.ports.LogFile(path)")
+
+
+def _check_spec(argv: Any, framing: Any, cwd: Any, env: Any, stdout: Any, stderr: Any, max_frame: Any) -> driver.PortSpec:
+    args = _check_argv(argv)
+    if framing not in FRAMINGS:
+        raise ValueError(f"open_port: framing={framing!r} is not a framing; use 'line', 'packet' or 'raw'")
+    if cwd is not None:
+        if isinstance(cwd, os.PathLike):
+            cwd = os.fspath(cwd)
+        if not isinstance(cwd, str):
+            raise TypeError(f"open_port: cwd={cwd!r} is not a path; pass a directory as a string")
+        cwd = os.path.abspath(cwd)
+        if not os.path.isdir(cwd):
+            raise FileNotFoundError(errno.ENOENT, f"open_port: cwd={cwd!r} is not a directory; create it or fix the path", cwd)
+    if env is not None:
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise TypeError(f"open_port: env={env!r} is not a dict of str to str; pass the whole environment, e.g. {{**os.environ, 'X': '1'}}")
+        env = dict(env)
+    out = _check_output("stdout", stdout, STDOUTS)
+    err = _check_output("stderr", stderr, STDERRS)
+    if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1:
+        raise ValueError(f"open_port: max_frame={max_frame!r} is not a size; use an int of bytes >= 1")
+    executable = _find_executable(args[0], cwd, env)
+    return driver.PortSpec(args, executable, framing, cwd, env, out, err, max_frame)
+
+
+def open_port(
+    argv: Any,
+    *,
+    framing: str = "line",
+    cwd: Any = None,
+    env: dict[str, str] | None = None,
+    stderr: Any = "inherit",
+    stdout: Any = "message",
+    max_frame: int = DEFAULT_MAX_FRAME,
+    name: str | None = None,
+    link: bool = False,
+) -> Port:
+    """Run ``argv`` as a port owned by the caller; returns once it runs.
+
+    ``framing``: ``"line"`` (a frame per line, newline stripped; ``send``
+    appends one), ``"packet"`` (4-byte big-endian length; a frame over
+    ``max_frame`` bytes ends the port with an error reason), ``"raw"``.
+    ``stdout``: ``"message"`` (frames to the owner), ``"inherit"``, or a
+    :class:`LogFile`; ``stderr``: ``"inherit"``, ``"stdout"`` (merged),
+    ``"message"`` (``(port, ("stderr", frame))``) or a LogFile. ``env`` is the
+    whole environment, as in ``subprocess``. ``name=`` registers the port and
+    ``link=True`` links it to the caller, atomically.
+
+    Raises, in the caller, before anything starts:
+        FileNotFoundError / PermissionError: the executable is missing or not
+            executable (named in the message).
+        TypeError / ValueError: a bad argument, named.
+        occasional.NameTaken: ``name`` is held by a live process.
+    """
+    ctx = current("open_port()")
+    spec = _check_spec(argv, framing, cwd, env, stdout, stderr, max_frame)
+    if name is not None:
+        api._check_name("open_port()", name)
+    token = ctx.new_ref()
+    prepared = api.Prepared(driver.run, (spec, ctx.pid, token))
+    prepared.title = os.path.basename(spec.argv[0])
+    prepared.function = shlex.join(spec.argv)
+    pid, ref = api._spawn_prepared(ctx, prepared, name, bool(link), True, {"argv": list(spec.argv)})
+    assert ref is not None
+
+    def started(m: Any) -> bool:
+        return type(m) is tuple and (
+            (len(m) == 3 and m[0] == driver.STARTED and m[1] == token)
+            or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)
+        )
+
+    msg = api.receive(started)
+    if msg[0] == "DOWN":
+        raise_for_reason(pid, msg[3])
+        raise ProcessExit(msg[3], pid)
+    api.demonitor(ref, flush=True)
+    if msg[2] is not None:
+        raise msg[2]
+    return Port._make(pid.id, pid.os_pid)  # type: ignore[return-value]
+
+
+def close(port: Any) -> None:
+    """Close the port's stdin once what was sent before is written (EOF for
+    the executable). Erlang's ports cannot do this (erlang/otp #4326)."""
+    ctx = current("occasional.ports.close()")
+    if not isinstance(port, Port):
+        raise TypeError(f"occasional.ports.close({port!r}): not a Port; pass what open_port() returned")
+    ctx.send_bytes(port.id, codec.dumps(driver.CLOSE))
+
+
+def is_open_port(f: Any) -> bool:
+    """``open_port`` or a partial of it (a supervisor's child function)."""
+    while isinstance(f, functools.partial):
+        f = f.func
+    return f is open_port
+
+
+FrameError.__module__ = "occasional.ports"

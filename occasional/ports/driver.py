@@ -1,0 +1,504 @@
+"""The process behind a port: it runs the executable and frames its stdio.
+
+A port is a process of the runtime like any other (forked by the
+forkserver, in central's table, linkable, monitorable, registrable); its
+function is :func:`run`, which starts the executable with ``subprocess``
+in a process group of its own, then multiplexes the executable's pipes with
+its own mailbox (the mailbox's epoll waits on both):
+
+* stdout (and stderr with ``stderr="message"``) -> frames -> the owner, as
+  ``(port, ("data", frame))`` / ``(port, ("stderr", frame))``, or into a
+  size-rotated log file;
+* bytes sent to the port -> one frame each -> the executable's stdin, never
+  blocking (a user-space buffer, as for peers);
+* the executable's end (a pidfd) -> ``(port, ("exit_status", n))`` to the
+  owner, last, then the port ends with a reason from that status.
+
+No orphans: the driver is a child subreaper, so whatever the executable
+starts and abandons (a double fork, ``setsid``) is reparented to it, and it
+kills all of it when the port ends. The executable gets SIGKILL as its
+parent-death signal, so a SIGKILLed driver takes it along; central kills
+whatever the driver had adopted (central is a subreaper too).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from ..core import api, codec, context
+from ..core.pid import Pid, Port, Ref
+from ..sck.frame import Decoder, FrameError
+from .logfile import LogFile, LogWriter
+
+log = logging.getLogger("occasional.ports")
+
+_READ = 1 << 16
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_HUP = select.EPOLLHUP | select.EPOLLERR
+# Stop reading the executable while this much is queued for a slow owner:
+# the pipe then fills and the executable blocks, instead of the driver's memory.
+_HIGH_WATER = 8 << 20
+
+STARTED = "$port_started"  # (STARTED, token, error_or_None): to the caller of open_port
+CLOSE = ("$port", "close")  # sent by occasional.ports.close
+_EXITED = object()  # put in the mailbox by the pidfd handler
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """What open_port checked, as the driver receives it."""
+
+    argv: tuple[str, ...]
+    executable: str
+    framing: str
+    cwd: str | None
+    env: dict[str, str] | None
+    stdout: str | LogFile
+    stderr: str | LogFile
+    max_frame: int
+
+
+class _Framer:
+    """Bytes from a pipe -> frames, per the port's framing."""
+
+    def __init__(self, framing: str, max_frame: int) -> None:
+        self.framing = framing
+        self.max_frame = max_frame
+        self.partial = b""
+        self.packets = Decoder(max_frame) if framing == "packet" else None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        if self.framing == "raw":
+            return [data]
+        if self.packets is not None:
+            return self.packets.feed(data)
+        if self.partial:
+            data = self.partial + data
+        lines = data.split(b"\n")
+        self.partial = lines.pop()
+        return lines
+
+    def left(self) -> int:
+        """Bytes of an unfinished frame at the end of the output."""
+        if self.packets is not None:
+            return self.packets.pending()
+        return len(self.partial)
+
+
+def _frame_out(framing: str, data: bytes) -> bytes:
+    if framing == "line":
+        return data + b"\n"
+    if framing == "packet":
+        return len(data).to_bytes(4, "big") + data
+    return data
+
+
+class _Output:
+    """One of the executable's output pipes and where its frames go."""
+
+    def __init__(self, driver: _Driver, pipe: Any, tag: str, dest: str | LogFile) -> None:
+        self.driver = driver
+        self.fd = pipe.fileno()
+        self.pipe = pipe
+        self.tag = tag
+        self.log = LogWriter(dest) if isinstance(dest, LogFile) else None
+        self.framer = None if self.log is not None else _Framer(driver.spec.framing, driver.spec.max_frame)
+        self.open = True
+        self.paused = False
+        os.set_blocking(self.fd, False)
+
+    def on_event(self, ev: int) -> None:
+        self.read_some()
+
+    def read_some(self) -> bool:
+        """Read what the pipe holds now; False at EOF or on an error."""
+        try:
+            data = os.read(self.fd, _READ)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return False
+        if self.log is not None:
+            self.log.write(data)
+            return True
+        try:
+            frames = self.framer.feed(data)  # type: ignore[union-attr]
+        except FrameError as e:
+            self.driver.fail(FrameError(f"port {' '.join(self.driver.spec.argv)!r}: {e}"))
+            return False
+        self.driver.deliver(self.tag, frames)
+        return True
+
+    def drain(self) -> None:
+        while self.open and self.read_some():
+            pass
+
+    def close(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        self.driver.unwatch(self.fd)
+        self.pipe.close()
+        if self.log is not None:
+            self.log.close()
+
+
+class _Driver:
+    def __init__(self, spec: PortSpec, owner: Pid) -> None:
+        self.spec = spec
+        self.owner = owner
+        self.ctx = context.current("open_port()")
+        self.me = Port._make(self.ctx.pid.id, os.getpid())
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.outputs: list[_Output] = []
+        self.stdin_fd = -1
+        self.stdin_buf: deque[bytes] = deque()
+        self.stdin_watching = False
+        self.closing_stdin = False
+        self.pidfd = -1
+        self.status: int | None = None
+        self.ending: tuple[str, Any] | None = None  # a reason that overrides the status
+        self.owner_ref: Ref | None = None
+
+    # -- start ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        spec = self.spec
+        out = subprocess.PIPE if spec.stdout != "inherit" else None
+        if spec.stderr == "stdout":
+            err: Any = subprocess.STDOUT if out is not None else None
+        elif spec.stderr == "inherit":
+            err = None
+        else:
+            err = subprocess.PIPE
+        self.proc = subprocess.Popen(
+            list(spec.argv), executable=spec.executable, stdin=subprocess.PIPE, stdout=out, stderr=err,
+            cwd=spec.cwd, env=spec.env, process_group=0, preexec_fn=_in_child, bufsize=0,
+        )  # fmt: skip
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.watch(self.pidfd, _EPOLLIN, self._on_exit)
+        assert self.proc.stdin is not None
+        self.stdin_fd = self.proc.stdin.fileno()
+        os.set_blocking(self.stdin_fd, False)
+        if self.proc.stdout is not None:
+            self.outputs.append(_Output(self, self.proc.stdout, "data", spec.stdout))
+        if self.proc.stderr is not None:
+            self.outputs.append(_Output(self, self.proc.stderr, "stderr", spec.stderr))
+        for o in self.outputs:
+            self.watch(o.fd, _EPOLLIN, o.on_event)
+
+    def watch(self, fd: int, events: int, handler: Any) -> None:
+        self.ctx.ep.register(fd, events)
+        self.ctx.fd_handlers[fd] = handler
+
+    def unwatch(self, fd: int) -> None:
+        if self.ctx.fd_handlers.pop(fd, None) is not None:
+            try:
+                self.ctx.ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    # -- the executable's output -> the owner ----------------------------------------
+
+    def deliver(self, tag: str, frames: list[bytes]) -> None:
+        """Send each frame to the owner as ``(port, (tag, frame))``."""
+        if not frames:
+            return
+        send = self.ctx.send_bytes
+        dumps = codec.dumps
+        me = self.me
+        owner_id = self.owner.id
+        for f in frames:
+            send(owner_id, dumps((me, (tag, f))))
+        peer = self.ctx.out.get(owner_id)
+        if peer is not None and peer.out_bytes > _HIGH_WATER:
+            self._pause_outputs()
+
+    def _pause_outputs(self) -> None:
+        for o in self.outputs:
+            if o.open and not o.paused:
+                o.paused = True
+                self.ctx.ep.modify(o.fd, 0)
+
+    def _resume_outputs(self) -> None:
+        peer = self.ctx.out.get(self.owner.id)
+        if peer is not None and peer.out_bytes > _HIGH_WATER // 2:
+            return
+        for o in self.outputs:
+            if o.open and o.paused:
+                o.paused = False
+                self.ctx.ep.modify(o.fd, _EPOLLIN)
+
+    # -- messages -> the executable's stdin ---------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.stdin_fd < 0 or self.closing_stdin:
+            return  # stdin is closed: like a send to an ended process, dropped
+        self.stdin_buf.append(_frame_out(self.spec.framing, data))
+        self._flush_stdin()
+
+    def _flush_stdin(self, ev: int = 0) -> None:
+        buf = self.stdin_buf
+        while buf:
+            chunk = buf[0]
+            try:
+                n = os.write(self.stdin_fd, chunk)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno != errno.EPIPE:
+                    raise
+                buf.clear()  # the executable closed its stdin: nothing more can go
+                break
+            if n == len(chunk):
+                buf.popleft()
+            else:
+                buf[0] = chunk[n:]
+                break
+        want = bool(buf)
+        if want != self.stdin_watching:
+            self.stdin_watching = want
+            if want:
+                self.watch(self.stdin_fd, _EPOLLOUT, self._flush_stdin)
+            else:
+                self.unwatch(self.stdin_fd)
+        if not buf and self.closing_stdin:
+            self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        if self.stdin_fd >= 0:
+            self.unwatch(self.stdin_fd)
+            assert self.proc is not None and self.proc.stdin is not None
+            self.proc.stdin.close()
+            self.stdin_fd = -1
+
+    def close_stdin(self) -> None:
+        self.closing_stdin = True
+        if not self.stdin_buf:
+            self._close_stdin()
+
+    # -- ends ---------------------------------------------------------------------
+
+    def _on_exit(self, ev: int) -> None:
+        assert self.proc is not None
+        self.unwatch(self.pidfd)
+        os.close(self.pidfd)
+        self.pidfd = -1
+        self.status = self.proc.wait()
+        self.ctx.mailbox.append(_EXITED)
+
+    def fail(self, error: FrameError) -> None:
+        """Bad output ends the port (API.md section 10), never the owner."""
+        if self.ending is None:
+            self.ending = ("error", error)
+        self._kill_executable()
+        for o in self.outputs:
+            o.close()
+
+    def _kill_executable(self) -> None:
+        if self.proc is not None and self.status is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _terminate_executable(self) -> None:
+        if self.proc is not None and self.status is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+    def on_message(self, msg: Any) -> None:
+        t = type(msg)
+        if t is bytes:
+            self.write(msg)
+        elif t is tuple and len(msg) == 4 and msg[0] == "DOWN" and msg[1] == self.owner_ref:
+            # The owner is gone: so is everything it started (API.md section 8).
+            self.ending = ("killed", f"its owner {self.owner!r} ended")
+            self._kill_executable()
+        elif t is tuple and len(msg) == 3 and msg[0] == "EXIT":
+            self._on_exit_signal(msg[1], msg[2])
+        elif msg == CLOSE:
+            self.close_stdin()
+        elif t in (bytearray, memoryview):
+            self.write(bytes(msg))
+        else:
+            log.warning("port %r (%s) dropped a message that is not bytes: %.200r",
+                            self.me, " ".join(self.spec.argv), msg)  # fmt: skip
+
+    def _on_exit_signal(self, sender: Pid, reason: tuple[str, Any]) -> None:
+        if reason[0] == "ok":
+            return  # a normal end kills nobody
+        if reason == ("killed", "shutdown"):
+            # An orderly shutdown (a supervisor's): the executable gets SIGTERM
+            # and its shutdown time; the supervisor kills the port after that.
+            if self.ending is None:
+                self.ending = reason
+            self._terminate_executable()
+            return
+        if self.ending is None:
+            self.ending = ("linked", (sender, reason))
+        self._kill_executable()
+
+    def loop(self) -> None:
+        receive = self.ctx.receive
+        while self.status is None:
+            msg = receive(None, None)
+            if msg is _EXITED:
+                break
+            self.on_message(msg)
+            if any(o.paused for o in self.outputs):
+                self._resume_outputs()
+        # What the executable wrote before it ended is still in the pipes.
+        for o in self.outputs:
+            if o.paused:
+                o.paused = False
+            o.drain()
+        _kill_everything_started(self.proc.pid if self.proc else 0)
+        for o in self.outputs:
+            o.drain()
+            o.close()
+        self._close_stdin()
+
+    def reason(self) -> tuple[str, Any]:
+        if self.ending is not None:
+            return self.ending
+        for o in self.outputs:
+            left = o.framer.left() if o.framer is not None else 0
+            if left:
+                what = "line" if self.spec.framing == "line" else "packet"
+                return ("error", FrameError(
+                    f"port {' '.join(self.spec.argv)!r}: its {'stdout' if o.tag == 'data' else 'stderr'} "
+                    f"ended with {left} bytes of an unfinished {what}, which were not delivered"
+                ))  # fmt: skip
+        status = self.status
+        assert status is not None
+        if status == 0:
+            return ("ok", None)
+        if status > 0:
+            return ("exitcode", status)
+        try:
+            return ("signal", signal.Signals(-status).name)
+        except ValueError:
+            return ("signal", f"signal {-status}")
+
+
+def _in_child() -> None:
+    import prctl
+
+    prctl.set_pdeathsig(signal.SIGKILL)
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.extend(int(x) for x in f.read().split())
+    except OSError:
+        pass
+    return pids
+
+
+def _kill_everything_started(pgid: int) -> None:
+    """Kill the executable's process group and every process the driver
+    adopted as subreaper (a double fork that left the group), then reap them."""
+    if pgid > 0:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        kids = _children()
+        if not kids:
+            return
+        for pid in kids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for pid in kids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def run(spec: PortSpec, owner: Pid, token: Ref) -> NoReturn:
+    """The port process's function (see the module docstring)."""
+    import prctl
+
+    prctl.set_child_subreaper(1)
+    driver = _Driver(spec, owner)
+    _die_with_the_runtime(driver)
+    ctx = driver.ctx
+    api.trap_exits(True)
+    driver.owner_ref = api.monitor(owner)
+    try:
+        driver.start()
+    except OSError as e:
+        # The executable could not start: the caller of open_port raises this,
+        # and the port ends normally, so nothing linked to it dies.
+        api.send(owner, (STARTED, token, e))
+        _end(ctx, ("ok", None))
+    api.send(owner, (STARTED, token, None))
+    reason: tuple[str, Any]
+    try:
+        driver.loop()
+        assert driver.proc is not None
+        status = driver.proc.returncode
+        api.send(owner, (driver.me, ("exit_status", status)))
+        reason = driver.reason()
+    except BaseException as e:
+        driver._kill_executable()
+        _kill_everything_started(driver.proc.pid if driver.proc else 0)
+        reason = ("error", e)
+    _end(ctx, reason)
+
+
+def _die_with_the_runtime(driver: _Driver) -> None:
+    """When the forkserver dies (the runtime is ending, perhaps all of it
+    SIGKILLed at once), kill what the executable started before dying.
+
+    With SIGKILL as the parent-death signal, as every other process has,
+    the driver would die first and whatever it had adopted (a double-forked
+    daemon) would be reparented past a central that is gone too, and
+    escape. SIGTERM is caught instead: the driver kills the executable's
+    group and every adopted process while they are still its children.
+    """
+    import prctl
+
+    parent = os.getppid()
+
+    def on_term(signum: int, frame: Any) -> None:
+        _kill_everything_started(driver.proc.pid if driver.proc else 0)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    prctl.set_pdeathsig(signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the signal was set
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _end(ctx: Any, reason: tuple[str, Any]) -> NoReturn:
+    try:
+        ctx.flush_all()
+        ctx.exit(reason)
+    finally:
+        os._exit(0)
