@@ -22,6 +22,7 @@ from ..core import api
 from ..core.errors import ProcessExit
 from ..core.match import ANY
 from ..core.reasons import format_reason
+from . import open_port
 from .config import ConfigError as ConfigError, Plan, Service, load as load
 from .logfile import LogFile, LogWriter
 
@@ -147,8 +148,6 @@ def child_specs(plan: Plan) -> list[dict[str, Any]]:
     children); when that one gives up, the root restarts it, counting one
     restart.
     """
-    from . import open_port
-
     specs = []
     for svc in plan.services:
         f: Any
