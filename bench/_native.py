@@ -1,7 +1,8 @@
 """A small native service and the daemons that supervise it, for the benchmarks of issue 5.
 
 The service is the same executable under every supervisor: started with the
-path of a Unix socket, it connects to it, says ``up <its pid>``, then answers
+path of a Unix socket, it connects to it, says ``up <its pid> <t>`` (t: the
+CLOCK_MONOTONIC nanoseconds when it started running), then answers
 each ``ping N`` line with ``pong N`` until the connection ends. Two builds of
 it exist: ``c``, a 20-line C program compiled here at bench time with ``cc``,
 and ``py``, the same protocol as a ``python -S`` script (which imports only
@@ -38,19 +39,22 @@ SERVICE_C = r"""
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
     struct sockaddr_un a;
     char buf[256];
+    struct timespec t;
     int s, n;
+    clock_gettime(CLOCK_MONOTONIC, &t);  /* when it started running, for the split of a restart */
     if (argc < 2) return 2;
     s = socket(AF_UNIX, SOCK_STREAM, 0);
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
     strncpy(a.sun_path, argv[1], sizeof a.sun_path - 1);
     if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) return 1;
-    n = snprintf(buf, sizeof buf, "up %d\n", (int)getpid());
+    n = snprintf(buf, sizeof buf, "up %d %lld\n", (int)getpid(), (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
     if (write(s, buf, n) != n) return 1;
     while ((n = read(s, buf, sizeof buf)) > 0) {  /* "ping N\n" -> "pong N\n" */
         buf[1] = 'o';
@@ -61,10 +65,12 @@ int main(int argc, char **argv) {
 """
 
 SERVICE_PY = """
-import os, socket, sys
+import os, sys, time
+t = time.monotonic_ns()
+import socket
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-s.sendall(b"up %d\\n" % os.getpid())
+s.sendall(b"up %d %d\\n" % (os.getpid(), t))
 while True:
     b = s.recv(256)
     if not b:
@@ -122,9 +128,14 @@ class Listener:
         self.sock.settimeout(timeout)
         self.pids: set[int] = set()  # every service that ever said up, to kill at the end
         self.conns: list[socket.socket] = []
+        self.started = 0.0
 
     def accept(self) -> tuple[socket.socket, int]:
-        """The next service's connection and its pid, once it has said ``up``."""
+        """The next service's connection and its pid, once it has said ``up``.
+
+        ``self.started`` is then when that service started running, in
+        ``time.monotonic()`` seconds (the same clock as CLOCK_MONOTONIC).
+        """
         c, _ = self.sock.accept()
         c.settimeout(self.sock.gettimeout())
         buf = b""
@@ -133,8 +144,9 @@ class Listener:
             if not b:
                 raise EOFError(f"a service connected and closed before saying up (got {buf!r})")
             buf += b
-        word, pid = buf.split()
+        word, pid, started = buf.split()
         assert word == b"up", buf
+        self.started = int(started) / 1e9
         self.pids.add(int(pid))
         return c, int(pid)
 
