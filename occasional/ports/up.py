@@ -120,7 +120,7 @@ def _flush_stdio() -> None:
             pass
 
 
-class _Tree(Supervisor):
+class Services(Supervisor):
     """The supervisor of ``occasional up``: a Supervisor that logs its restarts and
     registers a function service under its name as it spawns it."""
 
@@ -160,7 +160,7 @@ def child_specs(plan: Plan) -> list[dict[str, Any]]:
             f = FunctionService(svc)
         spec: dict[str, Any] = {"id": svc.name, "function": f, "restart": svc.restart, "shutdown": svc.shutdown}
         if svc.backoff != plan.backoff:
-            own = functools.partial(_Tree.start, [spec], intensity=plan.intensity, period=plan.period, backoff=svc.backoff)
+            own = functools.partial(Services.start, [spec], intensity=plan.intensity, period=plan.period, backoff=svc.backoff)
             shutdown = _NESTED_MARGIN_S + (svc.shutdown if isinstance(svc.shutdown, float) else 0.0)
             spec = {"id": svc.name, "function": own, "shutdown": shutdown}
         specs.append(spec)
@@ -192,7 +192,7 @@ def serve(plan: Plan) -> int:
     try:
         with runtime():
             try:
-                sup = _Tree.start(child_specs(plan), intensity=plan.intensity, period=plan.period, backoff=plan.backoff)
+                sup = Services.start(child_specs(plan), intensity=plan.intensity, period=plan.period, backoff=plan.backoff)
             except ProcessExit as e:
                 say(f"a service failed to start, so none runs: {format_reason(e.reason)}")
                 return 1
