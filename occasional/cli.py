@@ -55,6 +55,62 @@ def _up(args: argparse.Namespace) -> int:
     return serve(plan)
 
 
+def _ps(args: argparse.Namespace) -> int:
+    import json
+
+    from .core.control import runtime_dir, runtimes
+
+    found = runtimes()
+    if args.runtime is not None:
+        found = [t for t in found if args.runtime in (t["central"], t["owner"])]
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print(f"no running occasional runtime of this user (looked in {runtime_dir()})")
+        return 0
+    for n, table in enumerate(found):
+        if n:
+            print()
+        command = " ".join(table["command"]) or "?"
+        print(f"runtime {table['central']} (started by pid {table['owner']}: {command})")
+        print(_format_rows(table["processes"]))
+    return 0
+
+
+def _format_rows(rows: list[dict[str, Any]]) -> str:
+    header = ("PID", "NAME", "FUNCTION / ARGV", "STATE", "RESTARTS", "UPTIME", "RSS")
+    lines = [header]
+    for r in sorted(rows, key=lambda r: r["id"]):
+        name = r["name"] or r["child_id"] or ("(runtime's owner)" if r["kind"] == "owner" else f"<{r['id']}>")
+        what = " ".join(r["argv"]) if r["argv"] else r["function"] or ""
+        if r["kind"] == "port":
+            what = "port: " + what
+        lines.append((
+            str(r["os_pid"] or "-"), name, what if len(what) <= 60 else what[:57] + "...", r["state"],
+            str(r["restarts"]), _duration(r["uptime_s"]), _size(r["rss_bytes"]),
+        ))  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def _duration(s: float) -> str:
+    s = int(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 2**20:.1f}M"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="occasional",
@@ -82,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     up_p.add_argument("file", metavar="FILE.toml")
     up_p.set_defaults(handler=_up)
+    ps_p = commands.add_parser(
+        "ps",
+        help="list the processes of the running runtimes of this user",
+        description="For each running runtime of this user (occasional up, occasional run, any occ.run "
+        "or occ.start program), print each process: pid, name (or <id>), function or argv, state, "
+        "restarts, uptime and RSS. Runtimes are found by their control sockets in "
+        "$XDG_RUNTIME_DIR/occasional (or /tmp/occasional-UID).",
+    )
+    ps_p.add_argument("runtime", nargs="?", type=int, metavar="PID",
+                      help="only the runtime whose central services or owner has this pid")  # fmt: skip
+    ps_p.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    ps_p.set_defaults(handler=_ps)
     from .durable.cli import add_journal_command
 
     add_journal_command(commands)

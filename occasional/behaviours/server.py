@@ -127,6 +127,14 @@ def _serve(cls: type[Server], args: tuple[Any, ...], parent: Pid, token: Ref) ->
     _loop(server, state)
 
 
+
+def _describe_serve(f: functools.partial[Any]) -> str:
+    cls = f.args[0]
+    return f"{cls.__module__}.{cls.__qualname__} (Server)"
+
+
+_serve._occ_describe = _describe_serve  # type: ignore[attr-defined]
+
 def _loop(server: Server, state: Any) -> None:
     ctx = current("Server")
     timers = server._occ_timers

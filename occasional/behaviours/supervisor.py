@@ -438,7 +438,7 @@ class Supervisor(Server):
 
     def _start(self, child: _Child) -> None:
         ctx = current("Supervisor")
-        ctx.spawn_meta = {"restarts": child.restarts} if child.restarts else None
+        ctx.spawn_meta = {"restarts": child.restarts, "child": child.id}
         try:
             self._start_child(child)
         finally:

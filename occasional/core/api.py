@@ -21,7 +21,13 @@ from .pid import Pid, Port, Ref
 
 
 def _describe(f: Any) -> str:
+    described = getattr(f, "_occ_describe", None)
+    if described is not None:
+        return described(f)  # type: ignore[no-any-return]
     if isinstance(f, functools.partial):
+        inner = getattr(f.func, "_occ_describe", None)
+        if inner is not None:
+            return inner(f)  # type: ignore[no-any-return]
         return f"partial({_describe(f.func)})"
     module = getattr(f, "__module__", None)
     qualname = getattr(f, "__qualname__", None) or getattr(f, "__name__", None)

@@ -199,7 +199,7 @@ class Proc:
         "id", "os_pid", "conn", "name", "function", "links", "monitored_by",
         "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
         "hidden", "own_group", "owner", "forked_waiters", "finalized", "summary",
-        "argv", "restarts", "started_mono",
+        "argv", "restarts", "started_mono", "child_id",
     )  # fmt: skip
 
     def __init__(self, id: int, function: str) -> None:
@@ -226,6 +226,7 @@ class Proc:
         self.summary = ""
         self.argv: list[str] | None = None  # a port's executable and arguments
         self.restarts = 0  # as its supervisor counted them
+        self.child_id: str | None = None  # its id in its supervisor's children
         self.started_mono = time.monotonic()
 
 
@@ -336,6 +337,8 @@ class Central:
             restarts = meta.get("restarts")
             if type(restarts) is int:
                 child.restarts = restarts
+            if isinstance(meta.get("child"), str):
+                child.child_id = meta["child"]
         if name is not None:
             child.name = name
             self.names[name] = child.id
@@ -730,6 +733,7 @@ class Central:
                 "id": p.id,
                 "os_pid": p.os_pid,
                 "name": p.name,
+                "child_id": p.child_id,
                 "kind": "owner" if p.owner else "port" if p.argv is not None else "process",
                 "function": p.function if p.argv is None else None,
                 "argv": p.argv if p.argv is not None else (control.cmdline(p.os_pid) if p.owner and p.os_pid else None),
