@@ -154,3 +154,41 @@ def test_replay_of_a_long_journal_reaches_the_live_part_quickly(journal):
     reason, took = run(main, journal=journal)
     assert reason == ("ok", 1000)
     assert took < 0.5  # generous: a loaded CI machine; bench/durable_restart.py measures it
+
+
+@pytest.mark.timeout(90)
+def test_the_durable_job_example_survives_kill_9_of_the_whole_program_and_creates_one_job():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "durable_job.py")],
+                          capture_output=True, text=True, timeout=80)  # fmt: skip
+    reap_what_the_killed_run_left_to_us()
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-2:] == ["  ('ok', 'result of render the report')", "jobs created on the service: 1"]
+    assert [line for line in lines if "creating the job" in line] == [
+        "  creating the job (attempt 1, key await-job:1)",
+        "  creating the job (attempt 2, key await-job:1)",
+    ]
+
+
+def reap_what_the_killed_run_left_to_us() -> None:
+    """The example SIGKILLs its first run; the rest of that runtime dies of its
+    death signals and, pytest being a child subreaper (test_framework.py),
+    ends as our zombies, which init would reap at once. Nothing tells when they
+    are all gone, so poll /proc with a deadline."""
+    from conftest import _stat, children, title
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        ours = [(pid, _stat(pid)) for pid in children(os.getpid())]
+        zombies = [pid for pid, stat in ours if stat is not None and stat[0] == "Z"]
+        dying = [pid for pid, stat in ours if stat is not None and stat[0] != "Z" and title(pid).startswith("occasional")]
+        for pid in zombies:
+            os.waitpid(pid, os.WNOHANG)
+        if not zombies and not dying:
+            return
+        time.sleep(0.01)
