@@ -15,6 +15,9 @@ the clock runs from the first line sent to the last line received, with
   buffered writer, as Popen makes it) and the main thread iterating
   ``proc.stdout``, which returns each line as a new bytes object. (It keeps the
   newline, where the port strips it: a little less work for the baseline.)
+- info: the owner's same loop against an occasional process that answers
+  each bytes message ``m`` with ``(its pid, ("data", m))``: the message
+  passing a port needs, without cat, the pipes or the port's framing.
 
 Target (issue 5): occasional >= 0.8x the raw pipe reader. Rounds alternate the
 sides; the ratio is the median of the rounds' ratios.
@@ -101,6 +104,41 @@ def occ_main(payloads: list[bytes], window: int) -> float:
     return n / dt
 
 
+def echo(owner: occ.Pid) -> None:
+    """What a port's driver does per line, minus cat and the pipes: bytes in, (me, ("data", bytes)) out."""
+    me, send, receive = occ.slf(), occ.send, occ.receive
+    while True:
+        line = receive()
+        if line is None:
+            return
+        send(owner, (me, ("data", line)))
+
+
+def occ_echo_main(payloads: list[bytes], window: int) -> float:
+    """The same loop as occ_main against an echo process: the message passing alone (info)."""
+    n = len(payloads)
+    peer = occ.spawn(echo, occ.slf())
+    send, receive = occ.send, occ.receive
+    send(peer, payloads[0])
+    assert receive() == (peer, ("data", payloads[0]))
+    sent = got = 0
+    last = b""
+    t0 = time.perf_counter()
+    while sent < min(window, n):
+        send(peer, payloads[sent])
+        sent += 1
+    while got < n:
+        _, (tag, last) = receive()
+        got += 1
+        if sent < n:
+            send(peer, payloads[sent])
+            sent += 1
+    dt = time.perf_counter() - t0
+    assert last == payloads[-1], last[:20]
+    send(peer, None)
+    return n / dt
+
+
 def occ_available() -> str | None:
     try:
         import occasional.ports
@@ -124,6 +162,7 @@ def main() -> None:
     why = occ_available()
     raw: list[float] = []
     o: list[float] = []
+    e: list[float] = []
     ratios: list[float] = []
     for _ in range(args.rounds):
         r = raw_round(payloads)
@@ -136,6 +175,7 @@ def main() -> None:
             else:
                 o.append(x)
                 ratios.append(x / r)
+        e.append(occ.run(occ_echo_main, payloads, args.window))
 
     base = _bench.median(raw)
     rows = [["raw Popen(['cat']) pipe, writer thread + reading main (baseline)", f"{base:,.0f}", "-", "-", "-",
@@ -154,6 +194,8 @@ def main() -> None:
         out.append({"figure": "port line throughput, cat, 100-byte lines", "measured": why,
                     "baseline": f"{base:,.0f} lines/s (raw subprocess pipe)", "ratio": None,
                     "target": f">= {TARGET_RATIO}x raw", "met": False})  # fmt: skip
+    rows.append(["occasional, an echo process instead of a port (no cat, no pipes; info)", f"{_bench.median(e):,.0f}",
+                 f"{_bench.median(e) / base:.2f}x", "(info)", "-", _bench.spread(e)])  # fmt: skip
     _bench.table(["cat echoing 100-byte lines", "lines/s", "ratio vs raw", "target", "verdict", "samples (lines/s)"], rows)
     if ratios:
         print(f"ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}")
