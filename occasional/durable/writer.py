@@ -34,6 +34,7 @@ log = logging.getLogger("occasional.durable")
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 CRASH_LIMIT = 5
+LAZY_S = 0.02
 _NO_JOURNAL = ("durable processes need a journal; start the runtime with "
                "occ.run(main, journal=PATH) (or occ.start(journal=PATH))")
 
@@ -74,6 +75,7 @@ class Writer:
         self.after: list[Callable[[], None]] = []
         self.forwards: list[tuple[State, int, bytes]] = []
         self.scheduled = False
+        self.lazy: Any = None  # the timer of a commit nobody waits for
         self.states: dict[str, State] = {}
         self.by_proc: dict[int, State] = {}
         mailbox, events, sends = store.last_seqs()
@@ -93,12 +95,23 @@ class Writer:
             self.scheduled = True
             self.loop.call_soon(self.commit)
 
+    def _schedule_lazy(self) -> None:
+        # Records nobody waits for (a step's attempt record, receives flushed
+        # before a wait) ride along with the next commit someone waits for,
+        # or go at most LAZY_S later: a trivial step then costs one fsync,
+        # not two (bench/durable_step.py).
+        if not self.scheduled and self.lazy is None:
+            self.lazy = self.loop.call_later(LAZY_S, self._schedule)
+
     def on_commit(self, fn: Callable[[], None]) -> None:
         self.after.append(fn)
         self._schedule()
 
     def commit(self) -> None:
         self.scheduled = False
+        if self.lazy is not None:
+            self.lazy.cancel()
+            self.lazy = None
         batch, self.batch = self.batch, self._batch_class()
         if batch:
             try:
@@ -119,13 +132,16 @@ class Writer:
 
     # -- appends -------------------------------------------------------------------
 
-    def _events(self, st: State, events: list[list[Any]]) -> None:
+    def _events(self, st: State, events: list[list[Any]], urgent: bool = True) -> None:
         if not events:
             return
         pid = st.row.id
         self.batch.events.extend((pid, seq, kind, name, body) for seq, kind, name, body in events)
         st.event_seq = max(st.event_seq, events[-1][0])
-        self._schedule()
+        if urgent:
+            self._schedule()
+        else:
+            self._schedule_lazy()
 
     def _append(self, dest: State, body: bytes, sender: str | None, send_seq: int | None) -> None:
         if sender is not None:
@@ -193,7 +209,7 @@ class Writer:
         _, req, events = msg
         st = self.by_proc.get(p.id)
         if st is not None:
-            self._events(st, events)
+            self._events(st, events, urgent=bool(req))
         if req:
             self.on_commit(lambda: self._reply(p, req, None))
 
@@ -280,6 +296,8 @@ class Writer:
             if q is p:
                 st.waiters.remove((q, req))
         st.proc, st.hello = None, False
+        if self.batch:
+            self._schedule()  # what it left unacknowledged is committed before anything else happens to it
         central = self.central
         if central.stopping or central.fs_lost is not None or st.done:
             return
