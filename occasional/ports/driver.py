@@ -32,11 +32,11 @@ import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 from ..core import api, codec, context
 from ..core.pid import Pid, Port, Ref
-from ..sck.frame import Decoder, FrameError
+from ..sck.frame import HEADER, Decoder, FrameError
 from .logfile import LogFile, LogWriter
 
 log = logging.getLogger("occasional.ports")
@@ -161,7 +161,7 @@ class _Driver:
         self.spec = spec
         self.owner = owner
         self.ctx = context.current("open_port()")
-        self.me = Port._make(self.ctx.pid.id, os.getpid())
+        self.me: Port = Port._make(self.ctx.pid.id, os.getpid())  # type: ignore[assignment]
         self.proc: subprocess.Popen[bytes] | None = None
         self.outputs: list[_Output] = []
         self.stdin_fd = -1
@@ -172,6 +172,7 @@ class _Driver:
         self.status: int | None = None
         self.ending: tuple[str, Any] | None = None  # a reason that overrides the status
         self.owner_ref: Ref | None = None
+        self.encoders: dict[str, Callable[[bytes], bytes]] = {}
 
     # -- start ---------------------------------------------------------------------
 
@@ -217,12 +218,11 @@ class _Driver:
         """Send each frame to the owner as ``(port, (tag, frame))``."""
         if not frames:
             return
-        send = self.ctx.send_bytes
-        dumps = codec.dumps
-        me = self.me
+        encode = self.encoders.get(tag)
+        if encode is None:
+            encode = self.encoders[tag] = _encoder(self.me, tag)
         owner_id = self.owner.id
-        for f in frames:
-            send(owner_id, dumps((me, (tag, f))))
+        self.ctx.send_framed(owner_id, b"".join([encode(f) for f in frames]))
         peer = self.ctx.out.get(owner_id)
         if peer is not None and peer.out_bytes > _HIGH_WATER:
             self._pause_outputs()
@@ -395,6 +395,42 @@ class _Driver:
             return ("signal", signal.Signals(-status).name)
         except ValueError:
             return ("signal", f"signal {-status}")
+
+
+def _ext_header(code: int, n: int) -> bytes:
+    if n < 256:
+        return b"\xc7" + bytes((n, code))
+    if n < 65536:
+        return b"\xc8" + n.to_bytes(2, "big") + bytes((code,))
+    return b"\xc9" + n.to_bytes(4, "big") + bytes((code,))
+
+
+def _bin_header(n: int) -> bytes:
+    if n < 256:
+        return b"\xc4" + bytes((n,))
+    if n < 65536:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def _encoder(port: Port, tag: str) -> Callable[[bytes], bytes]:
+    """frame -> the wire frame of the message ``(port, (tag, frame))``.
+
+    The same bytes codec.dumps makes (msgpack, tuples as extension type 1),
+    built by hand around the parts that never change: a port sends one
+    message per line, and a general encoding of each was most of its time.
+    """
+    port_part = codec.dumps(port)
+    tag_part = codec.dumps(tag)
+    pack_len = HEADER.pack
+
+    def encode(frame: bytes) -> bytes:
+        inner = b"\x92" + tag_part + _bin_header(len(frame)) + frame
+        outer = b"\x92" + port_part + _ext_header(codec.EXT_TUPLE, len(inner)) + inner
+        whole = _ext_header(codec.EXT_TUPLE, len(outer)) + outer
+        return pack_len(len(whole)) + whole
+
+    return encode
 
 
 def _in_child() -> None:
