@@ -84,10 +84,12 @@ def _format_rows(rows: list[dict[str, Any]]) -> str:
     for r in sorted(rows, key=lambda r: r["id"]):
         name = r["name"] or r["child_id"] or ("(runtime's owner)" if r["kind"] == "owner" else f"<{r['id']}>")
         what = " ".join(r["argv"]) if r["argv"] else r["function"] or ""
+        pid = str(r["os_pid"] or "-")
         if r["kind"] == "port":
             what = "port: " + what
+            pid += f">{r['exe_pid']}" if r.get("exe_pid") else ""
         lines.append((
-            str(r["os_pid"] or "-"), name, what if len(what) <= 60 else what[:57] + "...", r["state"],
+            pid, name, what if len(what) <= 60 else what[:57] + "...", r["state"],
             str(r["restarts"]), _duration(r["uptime_s"]), _size(r["rss_bytes"]),
         ))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         help="list the processes of the running runtimes of this user",
         description="For each running runtime of this user (occasional up, occasional run, any occ.run "
         "or occ.start program), print each process: pid, name (or <id>), function or argv, state, "
-        "restarts, uptime and RSS. Runtimes are found by their control sockets in "
+        "restarts, uptime and RSS; a port's PID reads PORT>EXECUTABLE (the port's process, then the "
+        "executable it runs). Runtimes are found by their control sockets in "
         "$XDG_RUNTIME_DIR/occasional (or /tmp/occasional-UID).",
     )
     ps_p.add_argument("runtime", nargs="?", type=int, metavar="PID",

@@ -64,6 +64,7 @@ def test_ps_json_lists_each_process_with_pid_name_function_state_restarts_uptime
     assert 0 <= worker["uptime_s"] < 30 and worker["rss_bytes"] > 1 << 20
     sleeper = rows["sleeper"]
     assert (sleeper["os_pid"], sleeper["kind"], sleeper["argv"]) == (port_pid, "port", ["sleep", "60"])
+    assert Path(f"/proc/{sleeper['exe_pid']}/cmdline").read_bytes() == b"sleep\x0060\x00"
 
 
 def test_ps_counts_the_restarts_of_a_supervised_child():

@@ -741,6 +741,7 @@ class Central:
                 "restarts": p.restarts,
                 "uptime_s": round(now - p.started_mono, 3),
                 "rss_bytes": _rss(p.os_pid) if p.os_pid else None,
+                "exe_pid": control.first_child(p.os_pid) if p.argv is not None and p.os_pid else None,
             })  # fmt: skip
         return {
             "central": os.getpid(),

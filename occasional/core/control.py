@@ -63,6 +63,16 @@ def proc_state(os_pid: int) -> str:
     return _STATES.get(letter, letter)
 
 
+def first_child(os_pid: int) -> int | None:
+    """The oldest child of a process (a port's executable), if any."""
+    try:
+        with open(f"/proc/{os_pid}/task/{os_pid}/children") as f:
+            kids = f.read().split()
+    except OSError:
+        return None
+    return int(kids[0]) if kids else None
+
+
 def cmdline(os_pid: int) -> list[str]:
     try:
         with open(f"/proc/{os_pid}/cmdline", "rb") as f:
