@@ -826,22 +826,6 @@ def test_an_empty_durable_id_raises_value_error_naming_it(journal):
     assert re.match(naming(""), message)
 
 
-def test_durable_spawn_in_a_runtime_without_a_journal_raises_runtime_error_saying_how_to_give_one():
-    kind, message = run(spawn_and_catch, "job", stamp)
-    assert kind == "RuntimeError"
-    assert re.match(r"^durable processes need a journal; start the runtime with occ\.run\(main, journal=PATH\)", message)
-
-
-def test_result_of_an_id_the_journal_does_not_have_raises_no_process_naming_it(journal):
-    def main():
-        try:
-            durable.result("nobody", timeout=1)
-        except occ.NoProcess as exc:
-            return str(exc)
-
-    assert re.match(naming("nobody"), run(main, journal=journal))
-
-
 def test_a_durable_function_that_is_not_callable_raises_type_error_naming_it(journal):
     kind, message = run(spawn_and_catch, "job", "not a function", journal=journal)
     assert kind == "TypeError"
@@ -851,11 +835,6 @@ def test_a_durable_function_that_is_not_callable_raises_type_error_naming_it(jou
 def test_an_unknown_journal_sync_raises_value_error_naming_it(journal):
     with pytest.raises(ValueError, match=naming("sometimes")):
         occ.run(stamp, "x", journal=journal, journal_sync="sometimes")
-
-
-def test_journal_sync_without_a_journal_raises_value_error_naming_it():
-    with pytest.raises(ValueError, match=naming("process")):
-        occ.run(stamp, "x", journal_sync="process")
 
 
 def test_a_retry_with_no_attempts_raises_value_error_naming_the_value():
