@@ -32,7 +32,6 @@ Run: .venv/bin/python bench/durable_restart.py [--rounds 3] [--n 10] [--whole 3]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal

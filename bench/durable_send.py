@@ -130,7 +130,7 @@ def main() -> None:
     out = []
     for senders in (1, 8):
         rows.append([f"raw append + fdatasync every {senders}", f"{_bench.median(raw[(True, senders)]):,.0f}", "-", "-", "-", "-"])
-        rows.append([f"raw append, no fdatasync (info)", f"{_bench.median(raw[(False, senders)]):,.0f}", "-", "-", "-", "-"])
+        rows.append(["raw append, no fdatasync (info)", f"{_bench.median(raw[(False, senders)]):,.0f}", "-", "-", "-", "-"])
         for mode in ("machine", "process"):
             rate = _bench.median(occ_rates[(mode, senders)])
             ratio = _bench.median(ratios[(mode, senders)])
