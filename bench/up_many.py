@@ -16,6 +16,9 @@ start-up (interpreter, imports, reading its config).
 - for reference, a raw fork+exec loop in a fresh ``python -S`` interpreter
   (the baseline of bench/port_restart.py) given the 50 argvs.
 
+Each service also says when it started running (bench/_native.py), so the
+table shows when the first one ran and the mean spacing of the others.
+
 Then each daemon gets SIGTERM; the time until it exits is reported (info), and
 so is any service still alive 2 s after it exited (there should be none).
 
@@ -74,7 +77,7 @@ def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
     try:
         programs = {f"svc{i:02d}": [lst.path if a == "{sock}" else a for a in template] for i in range(count)}
         if side == "raw":
-            t0 = time.perf_counter()
+            t0 = time.monotonic()  # the services' clock, so their start times can be placed
             proc = _native.start_raw(list(programs.values()))
         else:
             if side == "occ":
@@ -82,21 +85,23 @@ def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
             else:
                 cmd = _native.ext_command(side, _native.ext_config(side, lst.dir, programs))
             log = os.path.join(lst.dir, "daemon.out")
-            t0 = time.perf_counter()
+            t0 = time.monotonic()
             proc = _native.start_session(cmd, log)
         pids: set[int] = set()
+        starts: list[float] = []
         try:
             while len(pids) < count:
                 c, pid = lst.accept()
                 lst.conns.append(c)
                 pids.add(pid)
+                starts.append(lst.started - t0)
         except OSError as e:
             out = ""
             if side != "raw":
                 with open(os.path.join(lst.dir, "daemon.out"), "rb") as f:
                     out = f.read()[-2000:].decode(errors="replace")
             raise RuntimeError(f"{side}: {len(pids)} of {count} services said up before {e!r}; daemon output: {out}") from None
-        took = time.perf_counter() - t0
+        took = time.monotonic() - t0
         dead = [p for p in pids if not _native.alive(p)]
         assert not dead, f"{side}: services {dead} said up but are no longer alive"
         stop = _native.stop_session(proc)
@@ -104,7 +109,7 @@ def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
         while time.monotonic() < deadline and any(_native.alive(p) for p in pids):
             time.sleep(0.01)
         left = sum(_native.alive(p) for p in pids)
-        return {"up": took, "stop": stop, "left": left}
+        return {"up": took, "first": min(starts), "last": max(starts), "stop": stop, "left": left}
     finally:
         if proc is not None and proc.poll() is None:
             _native.stop_session(proc)
@@ -153,7 +158,7 @@ def main() -> None:
         for side in SIDES:
             rs = res[(side, k)]
             if not rs:
-                rows.append([f"{LABEL[side]}, {label}", "-", "-", "-", "-", why[(side, k)] or "no samples"])
+                rows.append([f"{LABEL[side]}, {label}", "-", "-", "-", "-", "-", "-", why[(side, k)] or "no samples"])
                 if side == "occ":
                     out.append({"figure": f"occasional up of {args.services} services -> all running ({label})",
                                 "measured": why[(side, k)] or "no samples", "baseline": "-", "ratio": None,
@@ -162,7 +167,10 @@ def main() -> None:
             ups = [r["up"] for r in rs]
             m = _bench.median(ups)
             ratio = f"{m / _bench.median(base):.2f}x" if base else "-"
+            first = _bench.median([r["first"] for r in rs])
+            spacing = _bench.median([(r["last"] - r["first"]) / (args.services - 1) for r in rs])
             rows.append([f"{LABEL[side]}, {label}", _bench.ms(m), ratio, _bench.spread([x * 1e3 for x in ups]),
+                         _bench.ms(first), _bench.ms(spacing),
                          _bench.ms(_bench.median([r["stop"] for r in rs])), sum(r["left"] for r in rs)])  # fmt: skip
             if side != "raw":
                 out.append({"figure": f"{LABEL[side]} of {args.services} services -> all running ({label})",
@@ -170,8 +178,8 @@ def main() -> None:
                             "baseline": f"{_bench.median(base) * 1e3:.1f} ms (raw fork+exec loop)" if base else "-",
                             "ratio": round(m / _bench.median(base), 2) if base else None,
                             "target": "(report)", "met": None})  # fmt: skip
-    _bench.table([f"{args.services} services: command -> all running", "median", "vs raw", "samples (ms)",
-                  "stop (SIGTERM -> exit)", "alive 2 s after stop"], rows)  # fmt: skip
+    _bench.table([f"{args.services} services: command -> all running", "median", "vs raw", "samples (ms)", "-> first runs",
+                  "then one per", "stop (SIGTERM -> exit)", "alive 2 s after stop"], rows)  # fmt: skip
     _bench.result("up_many", out)
 
 
