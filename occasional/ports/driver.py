@@ -34,9 +34,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
-from ..core import api, codec, context
+from ..core import api, context
 from ..core.pid import Pid, Port, Ref
-from ..sck.frame import HEADER, Decoder, FrameError
+from ..sck.frame import FrameError
+from .framing import Framer, encoder, frame_out
 from .logfile import LogFile, LogWriter
 
 log = logging.getLogger("occasional.ports")
@@ -68,41 +69,6 @@ class PortSpec:
     max_frame: int
 
 
-class _Framer:
-    """Bytes from a pipe -> frames, per the port's framing."""
-
-    def __init__(self, framing: str, max_frame: int) -> None:
-        self.framing = framing
-        self.max_frame = max_frame
-        self.partial = b""
-        self.packets = Decoder(max_frame) if framing == "packet" else None
-
-    def feed(self, data: bytes) -> list[bytes]:
-        if self.framing == "raw":
-            return [data]
-        if self.packets is not None:
-            return self.packets.feed(data)
-        if self.partial:
-            data = self.partial + data
-        lines = data.split(b"\n")
-        self.partial = lines.pop()
-        return lines
-
-    def left(self) -> int:
-        """Bytes of an unfinished frame at the end of the output."""
-        if self.packets is not None:
-            return self.packets.pending()
-        return len(self.partial)
-
-
-def _frame_out(framing: str, data: bytes) -> bytes:
-    if framing == "line":
-        return data + b"\n"
-    if framing == "packet":
-        return len(data).to_bytes(4, "big") + data
-    return data
-
-
 class _Output:
     """One of the executable's output pipes and where its frames go."""
 
@@ -112,7 +78,7 @@ class _Output:
         self.pipe = pipe
         self.tag = tag
         self.log = LogWriter(dest) if isinstance(dest, LogFile) else None
-        self.framer = None if self.log is not None else _Framer(driver.spec.framing, driver.spec.max_frame)
+        self.framer = None if self.log is not None else Framer(driver.spec.framing, driver.spec.max_frame)
         self.open = True
         self.paused = False
         os.set_blocking(self.fd, False)
@@ -220,7 +186,7 @@ class _Driver:
             return
         encode = self.encoders.get(tag)
         if encode is None:
-            encode = self.encoders[tag] = _encoder(self.me, tag)
+            encode = self.encoders[tag] = encoder(self.me, tag)
         owner_id = self.owner.id
         self.ctx.send_framed(owner_id, b"".join([encode(f) for f in frames]))
         peer = self.ctx.out.get(owner_id)
@@ -247,7 +213,7 @@ class _Driver:
     def write(self, data: bytes) -> None:
         if self.stdin_fd < 0 or self.closing_stdin:
             return  # stdin is closed: like a send to an ended process, dropped
-        self.stdin_buf.append(_frame_out(self.spec.framing, data))
+        self.stdin_buf.append(frame_out(self.spec.framing, data))
         self._flush_stdin()
 
     def _flush_stdin(self, ev: int = 0) -> None:
@@ -395,42 +361,6 @@ class _Driver:
             return ("signal", signal.Signals(-status).name)
         except ValueError:
             return ("signal", f"signal {-status}")
-
-
-def _ext_header(code: int, n: int) -> bytes:
-    if n < 256:
-        return b"\xc7" + bytes((n, code))
-    if n < 65536:
-        return b"\xc8" + n.to_bytes(2, "big") + bytes((code,))
-    return b"\xc9" + n.to_bytes(4, "big") + bytes((code,))
-
-
-def _bin_header(n: int) -> bytes:
-    if n < 256:
-        return b"\xc4" + bytes((n,))
-    if n < 65536:
-        return b"\xc5" + n.to_bytes(2, "big")
-    return b"\xc6" + n.to_bytes(4, "big")
-
-
-def _encoder(port: Port, tag: str) -> Callable[[bytes], bytes]:
-    """frame -> the wire frame of the message ``(port, (tag, frame))``.
-
-    The same bytes codec.dumps makes (msgpack, tuples as extension type 1),
-    built by hand around the parts that never change: a port sends one
-    message per line, and a general encoding of each was most of its time.
-    """
-    port_part = codec.dumps(port)
-    tag_part = codec.dumps(tag)
-    pack_len = HEADER.pack
-
-    def encode(frame: bytes) -> bytes:
-        inner = b"\x92" + tag_part + _bin_header(len(frame)) + frame
-        outer = b"\x92" + port_part + _ext_header(codec.EXT_TUPLE, len(inner)) + inner
-        whole = _ext_header(codec.EXT_TUPLE, len(outer)) + outer
-        return pack_len(len(whole)) + whole
-
-    return encode
 
 
 def _in_child() -> None:
