@@ -52,8 +52,14 @@ def test_ps_json_lists_each_process_with_pid_name_function_state_restarts_uptime
     def main(owner):
         worker = occ.spawn(idle, name="worker")
         port = ports.open_port(["sleep", "60"], name="sleeper")
-        (table,) = ps_json(str(owner))
-        return table, worker.os_pid, port.os_pid
+        # A process just spawned may still be starting: it shows "waiting"
+        # once it blocks in receive.
+        deadline = time.monotonic() + 10
+        while True:
+            (table,) = ps_json(str(owner))
+            if by_name(table)["worker"]["state"] == "waiting" or time.monotonic() > deadline:
+                return table, worker.os_pid, port.os_pid
+            time.sleep(0.05)
 
     table, worker_pid, port_pid = run(main, os.getpid())
     assert table["owner"] == os.getpid()
