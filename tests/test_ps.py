@@ -58,10 +58,11 @@ def test_ps_json_lists_each_process_with_pid_name_function_state_restarts_uptime
         while True:
             (table,) = ps_json(str(owner))
             if by_name(table)["worker"]["state"] == "waiting" or time.monotonic() > deadline:
-                return table, worker.os_pid, port.os_pid
+                exe = Path(f"/proc/{by_name(table)['sleeper']['exe_pid']}/cmdline").read_bytes()
+                return table, worker.os_pid, port.os_pid, exe
             time.sleep(0.05)
 
-    table, worker_pid, port_pid = run(main, os.getpid())
+    table, worker_pid, port_pid, exe_cmdline = run(main, os.getpid())
     assert table["owner"] == os.getpid()
     rows = by_name(table)
     worker = rows["worker"]
@@ -70,7 +71,7 @@ def test_ps_json_lists_each_process_with_pid_name_function_state_restarts_uptime
     assert 0 <= worker["uptime_s"] < 30 and worker["rss_bytes"] > 1 << 20
     sleeper = rows["sleeper"]
     assert (sleeper["os_pid"], sleeper["kind"], sleeper["argv"]) == (port_pid, "port", ["sleep", "60"])
-    assert Path(f"/proc/{sleeper['exe_pid']}/cmdline").read_bytes() == b"sleep\x0060\x00"
+    assert exe_cmdline == b"sleep\x0060\x00"
 
 
 def test_ps_counts_the_restarts_of_a_supervised_child():
