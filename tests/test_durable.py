@@ -236,7 +236,7 @@ def send_numbers_to(target: str, n: int, main: occ.Pid) -> None:
             occ.send(main, ("up", occ.slf()))
 
 
-def test_sends_to_a_durable_process_repeated_by_a_restarted_sender_arrive_once(journal):
+def test_a_restarted_durable_sender_does_not_send_again_what_a_durable_receiver_already_has(journal):
     def main():
         me = occ.slf()
         durable.spawn("counter", collect, me, 40)
