@@ -133,6 +133,25 @@ def test_messages_sent_while_a_durable_process_is_restarting_are_received_once_i
     assert run(main, journal=journal) == ("ok", [("m", i) for i in range(20)])
 
 
+def send_numbered(dest: occ.Pid, tag: str, n: int) -> None:
+    for i in range(n):
+        occ.send(dest, (tag, i))
+
+
+def test_messages_of_concurrent_senders_keep_each_senders_order_across_a_restart(journal):
+    def main():
+        me = occ.slf()
+        pid = durable.spawn("inbox", collect, me, 90)
+        for tag in ("a", "b", "c"):
+            occ.spawn(send_numbered, pid, tag, 30)
+        _, pid, _ = occ.receive(("took", occ.ANY, 20), timeout=10)
+        sigkill(pid)
+        kind, got = durable.result("inbox", timeout=10)
+        return kind, {tag: [i for t, i in got if t == tag] for tag in ("a", "b", "c")}
+
+    assert run(main, journal=journal) == ("ok", {tag: list(range(30)) for tag in ("a", "b", "c")})
+
+
 # --- exactly-once consumption -----------------------------------------------------------
 
 
