@@ -187,6 +187,19 @@ def alive(pid: int) -> bool:
         return False
 
 
+def describe(pids: Sequence[int], most: int = 5) -> str:
+    """pid, state, parent and process group of a few processes, from /proc (for a report)."""
+    out = []
+    for pid in list(pids)[:most]:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out.append(f"{pid} state={fields[0]} ppid={fields[1]} pgid={fields[2]} sid={fields[3]}")
+        except OSError:
+            out.append(f"{pid} gone")
+    return "; ".join(out) + (" ..." if len(pids) > most else "")
+
+
 # -- the raw fork+exec supervisor (baseline) -----------------------------------------------
 
 # What a user would write in Python with nothing but os: fork, exec, wait, again.

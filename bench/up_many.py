@@ -109,6 +109,8 @@ def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
         while time.monotonic() < deadline and any(_native.alive(p) for p in pids):
             time.sleep(0.01)
         left = sum(_native.alive(p) for p in pids)
+        if left:
+            print(f"{side}: {left} services alive 2 s after the daemon exited: {_native.describe([p for p in pids if _native.alive(p)])}")
         return {"up": took, "first": min(starts), "last": max(starts), "stop": stop, "left": left}
     finally:
         if proc is not None and proc.poll() is None:
