@@ -205,6 +205,26 @@ def test_a_selective_receive_replays_the_recorded_message_and_skipped_messages_k
     assert run(main, journal=journal) == (("ok", [("b", 2), ("a", 1), ("a", 3), ("b", 4)]), [])
 
 
+def wait_for_b_then_take_the_rest(main: occ.Pid, count: int) -> list[Any]:
+    occ.send(main, ("waiting", occ.slf()))
+    first = occ.receive(("b", occ.ANY))
+    return [first] + [occ.receive(timeout=5) for _ in range(count)]
+
+
+def test_a_selective_receive_waiting_while_skipped_messages_arrive_one_by_one_takes_the_match_and_keeps_their_order(
+    journal,
+):
+    def main():
+        pid = durable.spawn("waiter", wait_for_b_then_take_the_rest, occ.slf(), 20)
+        _, pid = occ.receive(("waiting", occ.ANY), timeout=10)
+        for i in range(20):
+            occ.send(pid, ("a", i))  # each returns after its commit: the waiter wakes for most one by one
+        occ.send(pid, ("b", 20))
+        return durable.result("waiter", timeout=10)
+
+    assert run(main, journal=journal) == ("ok", [("b", 20)] + [("a", i) for i in range(20)])
+
+
 def time_out_then_wait(main: occ.Pid) -> tuple[str, Any]:
     try:
         first = occ.receive(timeout=0.05)

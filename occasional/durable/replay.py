@@ -26,7 +26,8 @@ import socket
 import sys
 import time
 import uuid as _uuid
-from typing import Any, Callable
+from itertools import islice
+from typing import Any, Callable, Iterable
 
 import msgpack
 
@@ -138,17 +139,30 @@ class DurableContext(Context):
             return self._replay_receive(pred, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         inbox = self.inbox
+        # An entry ``pred`` rejected stays rejected, and while we wait entries
+        # only arrive at the end (forwarded in seq order), so a wake-up looks
+        # at the new ones alone, as Context.receive does: rescanning them all
+        # took 150 us of CPU per message at a 3,000-message backlog
+        # (bench/durable_send.py, bench/RESULTS.md).
+        scanned = 0
         while True:
             if self.mailbox:
                 self._journal_strays()
-            for seq, entry in inbox.items():
-                msg = entry[1]
-                if msg is _UNSET:
-                    msg = entry[1] = codec.loads(entry[0])
-                if pred is None or pred(msg):
-                    del inbox[seq]
-                    self.record("receive", "", _packb(seq))
-                    return msg
+            fresh = len(inbox) - scanned
+            if fresh > 0:
+                entries: Iterable[tuple[int, list[Any]]] = inbox.items()
+                if scanned:
+                    entries = list(islice(reversed(inbox.items()), fresh))
+                    entries.reverse()
+                for seq, entry in entries:
+                    msg = entry[1]
+                    if msg is _UNSET:
+                        msg = entry[1] = codec.loads(entry[0])
+                    if pred is None or pred(msg):
+                        del inbox[seq]
+                        self.record("receive", "", _packb(seq))
+                        return msg
+                    scanned += 1
             if deadline is None:
                 left = None
             else:
