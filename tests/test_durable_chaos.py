@@ -200,6 +200,8 @@ def chaos(tmp_path: Path, journal: str, seconds: float, seed: int) -> tuple[dict
     """Kill for ``seconds``, then let a last runtime finish; return its outcome and what was killed."""
     rng = random.Random(seed)
     kills = {"durable process": 0, "forkserver": 0, "whole runtime": 0, "runtimes started": 1}
+    kinds = ["durable process", "forkserver", "whole runtime"]
+    due = rng.sample(kinds, len(kinds))  # each kind of kill at least once, then at random
     runtime = Runtime(tmp_path, journal)
     try:
         ends = time.monotonic() + seconds
@@ -211,16 +213,21 @@ def chaos(tmp_path: Path, journal: str, seconds: float, seed: int) -> tuple[dict
                 kills["runtimes started"] += 1
                 continue
             pids = runtime.look()
-            action = rng.choices(["durable process", "forkserver", "whole runtime"], [6, 1, 2])[0]
+            action = due.pop(0) if due else rng.choices(kinds, [6, 1, 2])[0]
             if action == "durable process":
                 victims = durable_pids(tmp_path, pids)
-                if victims:
-                    runtime.sigkill([rng.choice(victims)])
-                    kills[action] += 1
+                if not victims:  # the new runtime has not started them yet: kill one next time
+                    due.insert(0, action)
+                    continue
+                runtime.sigkill([rng.choice(victims)])
+                kills[action] += 1
             elif action == "forkserver":
                 forkservers = [p for p in pids if title(p) == "occasional: forkserver"]
+                if not forkservers:  # not up yet, or titled yet
+                    due.insert(0, action)
+                    continue
                 runtime.sigkill(forkservers)
-                kills[action] += len(forkservers)
+                kills[action] += 1
             else:
                 runtime.sigkill(pids)
                 kills[action] += 1
