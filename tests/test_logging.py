@@ -65,3 +65,46 @@ def test_a_supervisor_that_gives_up_says_so_on_stderr_naming_the_child_and_its_r
     assert len(give_up) == 1
     assert re.fullmatch(r"occasional: supervisor <occ \d+>: give_up child 'crasher'; it ended with Traceback \(most recent call last\):", give_up[0])
     assert "RuntimeError: again" in err
+
+
+def test_a_sigkilled_durable_process_that_the_runtime_restarts_is_not_logged_as_unwatched(tmp_path):
+    err = _stderr_of(f"""
+        import os, signal
+        import occasional as occ
+        from occasional import durable
+
+        def job(main):
+            occ.send(main, ("ready", occ.slf()))
+            occ.receive(("go",))
+            return "done"
+
+        def main():
+            durable.spawn("job", job, occ.slf())
+            _, pid = occ.receive(("ready", occ.ANY), timeout=10)
+            os.kill(pid.os_pid, signal.SIGKILL)
+            occ.send(pid, ("go",))
+            assert durable.result("job", timeout=10) == ("ok", "done")
+
+        occ.run(main, journal={str(tmp_path / "journal.sqlite")!r})
+    """)
+    assert err == ""
+
+
+def test_a_durable_process_that_raises_with_nobody_watching_is_reported_on_stderr():
+    err = _stderr_of("""
+        import tempfile
+        import occasional as occ
+        from occasional import durable
+
+        def job():
+            raise KeyError("nobody listens")
+
+        def main():
+            durable.spawn("job", job)
+            durable.result("job", timeout=10)
+
+        with tempfile.TemporaryDirectory() as d:
+            occ.run(main, journal=d + "/journal.sqlite")
+    """)
+    assert "ended and no process monitors or links to it: Traceback (most recent call last):" in err
+    assert err.rstrip().endswith("KeyError: 'nobody listens'")

@@ -7,6 +7,13 @@ simple_one_for_one; permanent/transient/temporary; more than ``intensity``
 restarts within ``period`` seconds end the supervisor, children first.
 ``backoff=(first_s, max_s)`` delays repeated restarts of one child, from a
 timer of the supervisor, so it keeps answering management calls meanwhile.
+
+A child is a function (a linked process), a Server subclass, a partial of
+``Supervisor.start`` (a subtree), of ``ports.open_port`` or of
+``durable.spawn``. A durable child is the durable process, followed across
+the incarnations the runtime starts; only its final reason is an exit, and
+one that returned is never started again, even when permanent
+(occasional/durable/supervised.py).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from ..core.match import ANY
 from ..core.pid import Pid
 from ..core.reasons import format_reason
 from .. import ports
+from ..durable import supervised as durable_child
 from .server import Server, Stop, call
 
 log = logging.getLogger("occasional.supervisor")
@@ -74,6 +82,13 @@ def _is_server_start(f: Any) -> bool:
         return issubclass(f, Server)
     owner = getattr(f, "__self__", None)
     return isinstance(owner, type) and issubclass(owner, Server) and getattr(f, "__name__", None) == "start"
+
+
+def _durable_id(f: Any, args: tuple[Any, ...]) -> str:
+    while isinstance(f, functools.partial):
+        args = f.args + args
+        f = f.func
+    return args[0]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -179,6 +194,7 @@ class _Child:
     last_exit: float = 0.0
     waiting: bool = False  # a backoff timer will restart it
     restarts: int = 0  # every restart so far, for `occasional ps`
+    durable_id: str | None = None  # a durable child: the id it follows (durable/supervised.py)
 
     @property
     def id(self) -> str:
@@ -340,9 +356,19 @@ class Supervisor(Server):
     def handle_info(self, msg: Any, st: _State) -> _State:
         if type(msg) is tuple and len(msg) == 3 and msg[0] == "EXIT":
             for child in st.children:
-                if child.pid == msg[1]:
-                    self._exited(child, msg[2], st)
+                # By id: the EXIT names a plain Pid, a durable child's pid is a DurablePid.
+                if child.pid is not None and child.pid.id == msg[1].id:
+                    if child.durable_id is not None:
+                        self._durable_exited(child, st)
+                    else:
+                        self._exited(child, msg[2], st)
                     break
+            else:
+                # An incarnation that started while its durable child slept
+                # (linked to us by central) has no pid here yet.
+                for child in list(st.children):
+                    if child.durable_id is not None and child.pid is not None and child.pid.id == 0:
+                        self._durable_exited(child, st)
         elif type(msg) is tuple and len(msg) == 2 and msg[0] == _RESTART_TAG:
             for child in st.children:
                 if child.waiting and id(child) == msg[1]:
@@ -357,10 +383,22 @@ class Supervisor(Server):
 
     # -- restarts -------------------------------------------------------------------------
 
+    def _durable_exited(self, child: _Child, st: _State) -> None:
+        """An incarnation of a durable child ended: only the durable process's
+        final end is an exit of the child (durable/supervised.py)."""
+        state, value = durable_child.follow(child.durable_id)  # type: ignore[arg-type]
+        if state == "done":
+            self._exited(child, value, st)
+        else:
+            child.pid = value  # the runtime started it again, or it sleeps
+
     def _exited(self, child: _Child, reason: Any, st: _State) -> None:
         child.pid = None
         restart = child.spec.restart
-        if restart == "temporary" or (restart == "transient" and reason[0] == "ok"):
+        # A durable process that returned is finished for good: its id never
+        # runs again (API.md section 7), so not even 'permanent' restarts it.
+        finished = child.durable_id is not None and reason[0] == "ok"
+        if restart == "temporary" or (restart == "transient" and reason[0] == "ok") or finished:
             if restart == "temporary" or st.template is not None:
                 st.children.remove(child)
             self._event(st, child, reason, "not_restarted")
@@ -447,7 +485,13 @@ class Supervisor(Server):
     def _start_child(self, child: _Child) -> None:
         spec = child.spec
         args = spec.args + child.extra
-        if _is_server_start(spec.function) or ports.is_open_port(spec.function):
+        if durable_child.is_spawn(spec.function):
+            # The durable process, followed across its incarnations; None
+            # when it has returned already (as OTP's ``ignore``).
+            state, value = durable_child.start(spec.function, args)
+            child.durable_id = _durable_id(spec.function, args)
+            child.pid = None if state == "done" else value
+        elif _is_server_start(spec.function) or ports.is_open_port(spec.function):
             f: Any = spec.function
             start = getattr(f, "start") if isinstance(f, type) else f  # a Server subclass, or its start
             child.pid = start(*args, link=True)
@@ -461,6 +505,17 @@ class Supervisor(Server):
         if pid is None:
             return
         child.pid = None
+        if child.durable_id is not None:
+            # Ended for good with ("killed", "shutdown"), whichever incarnation
+            # runs or none (asleep); a kill loses a durable process nothing.
+            if pid.id:
+                api.unlink(pid)
+            durable_child.stop(child.durable_id)
+            try:
+                api.receive(lambda m: type(m) is tuple and len(m) == 3 and m[0] == "EXIT" and m[1].id == pid.id, timeout=0)
+            except TimeoutError:
+                pass
+            return
         api.unlink(pid)
         ref = api.monitor(pid)
         shutdown = child.spec.shutdown

@@ -246,7 +246,9 @@ class Central:
         self.fs_pidfd = -1
         # Run after a process is finalized, with its wire reason: hooks that
         # extensions install (the durable journal restarts its processes).
-        self.exit_hooks: list[Callable[[Proc, list[Any]], None]] = []
+        # A hook returns True when it takes care of that end (the durable
+        # journal starts the process again), so it is not an end nobody watches.
+        self.exit_hooks: list[Callable[[Proc, list[Any]], bool]] = []
         self.control: socket.socket | None = None
         self.started_at = time.time()
         owner = self._new_proc("<owner>")
@@ -585,7 +587,10 @@ class Central:
             if q is not None:
                 q.monitored_by.pop(ref, None)
         normal = reason[0] == "ok"
-        if reason[0] in _UNWATCHED_KINDS and not p.monitored_by and not p.links and not self.stopping:
+        handled = False
+        for hook in self.exit_hooks:
+            handled = hook(p, reason) or handled
+        if reason[0] in _UNWATCHED_KINDS and not p.monitored_by and not p.links and not self.stopping and not handled:
             # Nobody will hear of this end otherwise (STYLE.md, "logging").
             log.warning("process <occ %s> (%s) ended and no process monitors or links to it: %s",
                         p.os_pid, p.function, p.summary or _describe_wire(reason))
@@ -601,8 +606,6 @@ class Central:
                 self._kill(q, ["linked", [pid[0], pid[1], reason]])
         if not p.owner:
             self._kill_orphans()
-        for hook in self.exit_hooks:
-            hook(p, reason)
         if p.owner and not self.stopping:
             # The interpreter that owns the runtime is gone: nothing may outlive it.
             self.loop.create_task(self.shutdown(None))

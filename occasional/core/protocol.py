@@ -59,3 +59,5 @@ D_SLEEP = 67  # [D_SLEEP, req, events, wake_at]: the process ends; start it agai
 D_IDLE = 68  # [D_IDLE]: waiting for a message (a kill now is no crash of its code)
 D_WHEREIS = 69  # [D_WHEREIS, req, id] -> [pid_id, os_pid] | None
 D_MSG = 70  # central -> process: [D_MSG, seq, body]
+D_FOLLOW = 71  # [D_FOLLOW, req, id, resume] -> ["running", pid_id, os_pid] | ["idle"] | ["done", reason]
+D_STOP = 72  # [D_STOP, req, id, why] -> the final wire reason, once committed

@@ -8,8 +8,9 @@ replays its journal (no step runs twice, no send is made twice), then goes
 live. ``occ.run(main, journal=PATH)`` resumes every unfinished one.
 
 Modules: ``api`` (the verbs), ``replay`` (a durable process's context),
-``writer`` (central's journal writer and restarts), ``store`` (the SQLite
-store behind one interface), ``cli`` (``occasional journal``).
+``writer`` (central's journal writer and restarts), ``supervised`` (a durable
+process as a Supervisor child), ``store`` (the SQLite store behind one
+interface), ``cli`` (``occasional journal``).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import msgpack
 
 from ..core import protocol as P
+from . import supervised
 
 if TYPE_CHECKING:
     from ..core.central import Central, Proc
@@ -77,6 +78,7 @@ class Writer:
         self.scheduled = False
         self.lazy: Any = None  # the timer of a commit nobody waits for
         self.states: dict[str, State] = {}
+        self.followers: dict[str, set[int]] = {}  # id -> processes linked to every incarnation (supervised.py)
         self.by_proc: dict[int, State] = {}
         mailbox, events, sends = store.last_seqs()
         for row in store.processes():
@@ -288,10 +290,13 @@ class Writer:
 
         self.on_commit(notify)
 
-    def on_exit(self, p: Proc, reason: list[Any]) -> None:
+    def on_exit(self, p: Proc, reason: list[Any]) -> bool:
+        """Central's exit hook; True when this end is taken care of here (the
+        process starts again, or its end was logged), so central does not
+        report it as an end nobody watches."""
         st = self.by_proc.pop(p.id, None)
         if st is None:
-            return
+            return False
         for q, req in list(st.waiters):
             if q is p:
                 st.waiters.remove((q, req))
@@ -300,16 +305,16 @@ class Writer:
             self._schedule()  # what it left unacknowledged is committed before anything else happens to it
         central = self.central
         if central.stopping or central.fs_lost is not None or st.done:
-            return
+            return False
         if st.row.status == "asleep":
             self._wake_later(st)
-            return
+            return True
         kind = reason[0]
         if kind in ("killed", "linked"):
             # Ended by the runtime on request (kill, a linked partner's end):
             # that is its end, as for any process (API.md section 4).
             self._finish(st, reason)
-            return
+            return False
         pos = st.event_seq
         if st.idle_pos == pos:
             st.crashes = 0  # killed while waiting for a message: no fault of its code
@@ -324,9 +329,10 @@ class Writer:
             log.error("durable process %r crashed %d times at journal position %d (last: %s); not restarting it",
                       st.row.id, st.crashes, pos, detail["last"])
             self._finish(st, ["crashloop", codec.dumps(detail)])
-            return
+            return True
         log.info("durable process %r ended without finishing (%s); restarting it", st.row.id, _describe(reason))
         self.loop.call_soon(self._start, st)
+        return True
 
     def _wake_later(self, st: State) -> None:
         delay = max(0.0, (st.row.wake_at or 0.0) - time.time())
@@ -353,6 +359,7 @@ class Writer:
         central._attach(child, mine)
         st.proc, st.hello, st.idle_pos = child, False, -1
         self.by_proc[child.id] = st
+        supervised.link_followers(self, st, child)
         central.fs.send([P.FORK, child.id, row.blob, _unpackb(row.sys_path), row.title], [theirs.detach()])
 
     def resume(self) -> None:
@@ -381,7 +388,8 @@ def _no_journal(central: Central) -> None:
         if len(msg) > 1 and type(msg[1]) is int and msg[1] and p.conn is not None:
             p.conn.send([P.REPLY, msg[1], False, ["RuntimeError", _NO_JOURNAL]])
 
-    for op in (P.D_SPAWN, P.D_SEND, P.D_EVENTS, P.D_HELLO, P.D_RESULT, P.D_FINISH, P.D_SLEEP, P.D_WHEREIS):
+    for op in (P.D_SPAWN, P.D_SEND, P.D_EVENTS, P.D_HELLO, P.D_RESULT, P.D_FINISH, P.D_SLEEP, P.D_WHEREIS,
+               P.D_FOLLOW, P.D_STOP):
         central.ops[op] = refuse
     central.ops[P.D_CANCEL] = central.ops[P.D_IDLE] = lambda p, msg: None
 
@@ -401,5 +409,6 @@ def install(central: Central, options: dict[str, Any]) -> None:
         P.D_RESULT: w.op_result, P.D_CANCEL: w.op_cancel, P.D_FINISH: w.op_finish, P.D_SLEEP: w.op_sleep,
         P.D_IDLE: w.op_idle, P.D_WHEREIS: w.op_whereis,
     })  # fmt: skip
+    supervised.install(w)
     central.exit_hooks.append(w.on_exit)
     w.resume()
