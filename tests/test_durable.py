@@ -16,6 +16,7 @@ appended to a file in ``tmp_path`` (``effects``), which no replay can undo.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -692,6 +693,7 @@ CHILD_MODULE = textwrap.dedent(
     import json
     import os
     import sys
+    import time
 
     import occasional as occ
     from occasional import durable
@@ -728,7 +730,22 @@ CHILD_MODULE = textwrap.dedent(
         return durable.result(id, timeout=10)
 
 
-    PROGRAMS = {"fill": fill, "finish": finish, "release": release, "result_of": result_of}
+    def sleep_and_tell(main, seconds):
+        started = durable.now()
+        occ.send(main, ("sleeping", started))
+        durable.sleep(seconds)
+        return started, time.time()
+
+
+    def nap(ready, seconds):
+        durable.spawn("sleeper", sleep_and_tell, occ.slf(), float(seconds))
+        _, started = occ.receive(("sleeping", float))
+        with open(ready, "w") as f:
+            f.write(repr(started))
+        occ.receive()
+
+
+    PROGRAMS = {"fill": fill, "finish": finish, "release": release, "result_of": result_of, "nap": nap}
 
 
     def start():
@@ -828,6 +845,22 @@ def test_result_of_a_process_that_finished_before_the_whole_runtime_was_sigkille
         child.cleanup()
     after = run_in_a_child(tmp_path, journal, "-", "result_of", "finished")
     assert (first, after) == (repr(("ok", "it finished")), {"returned": repr(("ok", "it finished"))})
+
+
+@pytest.mark.timeout(60)
+def test_a_durable_sleep_ends_at_its_recorded_deadline_although_the_whole_runtime_was_sigkilled(journal, tmp_path):
+    ready = tmp_path / "ready"
+    child = ChildRun(tmp_path, journal, "-", "nap", str(ready), "2.5")  # long enough to hibernate
+    try:
+        child.wait_for_file(ready)
+        time.sleep(0.3)  # into the sleep; nothing to wait for
+        child.sigkill_everything()
+    finally:
+        child.cleanup()
+    resumed = run_in_a_child(tmp_path, journal, "-", "result_of", "sleeper")
+    kind, (started, woke) = ast.literal_eval(resumed["returned"])
+    assert kind == "ok"
+    assert 2.45 <= woke - started < 2.9  # a sleep started again by the new runtime would end after 3 s
 
 
 @pytest.mark.parametrize("sync", SYNC_MODES)
