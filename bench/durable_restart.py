@@ -257,7 +257,7 @@ def main() -> None:
     mixed_rate = med(s["occ"]["mixed"])
     print(f"occasional replay of {MIXED:,} receives + {MIXED:,} steps: {mixed_rate:,.0f} events/s "
           f"(target >= {TARGET_REPLAY:,}: {_bench.verdict(mixed_rate >= TARGET_REPLAY)})")  # fmt: skip
-    out = [
+    out: list[dict[str, Any]] = [
         {"figure": "durable SIGKILL -> live, 1,000-event journal", "measured": f"{occ_live:.2f} ms",
          "baseline": "; ".join(f"DBOS {m} {med(s[f'dbos {m}']['live']) * 1e3:.0f} ms" for m in dbos_modes) or "-",
          "ratio": None, "target": f"<= {TARGET_LIVE_MS:g} ms", "met": occ_live <= TARGET_LIVE_MS},
