@@ -205,3 +205,71 @@ def test_a_supervisor_started_on_a_journal_where_its_durable_child_returned_star
 
     assert run(first, journal=journal) == ("ok", 7)
     assert run(second, journal=journal) == ({"job": None}, ("ok", 7))
+
+
+# --- occ.call from a durable process replays (its refs are the same in every incarnation) ---
+
+
+class Counter(occ.Server):
+    def init(self) -> int:
+        return 0
+
+    def handle_call(self, request: Any, frm: Any, n: int) -> Any:
+        return n + 1, n + 1
+
+
+def call_then_wait(main: occ.Pid, server: occ.Pid) -> int:
+    got = occ.call(server, "bump", timeout=10)
+    occ.send(main, ("ready", occ.slf()))
+    occ.receive(("go",))
+    return got  # type: ignore[no-any-return]
+
+
+def test_a_call_a_durable_process_made_replays_its_reply_and_is_not_sent_again(journal):
+    def main():
+        server = Counter.start()
+        durable.spawn("caller", call_then_wait, occ.slf(), server)
+        _, pid = occ.receive(("ready", occ.ANY), timeout=10)
+        os.kill(pid.os_pid, signal.SIGKILL)
+        occ.send(pid, ("go",))
+        return durable.result("caller", timeout=10), occ.call(server, "bump")
+
+    # The server's count: 1 from the durable process, whose replay did not call again, then ours.
+    assert run(main, journal=journal) == (("ok", 1), 2)
+
+
+class Answering(occ.Server):
+    """Answers "q" with what main sends it, counting the calls it got."""
+
+    def init(self, main: occ.Pid) -> tuple[occ.Pid, int]:
+        return main, 0
+
+    def handle_call(self, request: Any, frm: Any, state: tuple[occ.Pid, int]) -> Any:
+        main, n = state
+        if request == "count":
+            return n, state
+        occ.send(main, ("asked", frm[0]))
+        _, answer = occ.receive(("answer", occ.ANY))
+        return answer, (main, n + 1)
+
+
+def call_once(server: occ.Pid) -> Any:
+    return occ.call(server, "q", timeout=10)
+
+
+def test_the_reply_to_a_durable_caller_killed_during_its_call_reaches_its_next_incarnation(journal):
+    def main():
+        server = Answering.start(occ.slf())
+        durable.spawn("caller", call_once, server)
+        _, caller = occ.receive(("asked", occ.ANY), timeout=10)
+        os.kill(caller.os_pid, signal.SIGKILL)
+        occ.send(server, ("answer", 42))
+        return durable.result("caller", timeout=10), occ.call(server, "count")
+
+    assert run(main, journal=journal) == (("ok", 42), 1)
+
+
+def test_a_durable_child_spec_without_a_string_id_raises_type_error_in_the_caller_naming_it():
+    bad = {"id": "job", "function": functools.partial(durable.spawn, 7, returns_at_once)}
+    with pytest.raises(TypeError, match=r"^child 'job': functools\.partial\(.*\) does not start a durable process; use functools\.partial\(durable\.spawn, id, f, \*args\)"):
+        occ.Supervisor.start([bad])

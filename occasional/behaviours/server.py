@@ -154,7 +154,12 @@ def _loop(server: Server, state: Any) -> None:
                 if type(result) is _NoReply:
                     state = result.state
                 elif type(result) is tuple and len(result) == 2:
-                    ctx.send_bytes(msg[1].id, dumps((REPLY_TAG, msg[2], result[0])))
+                    if msg[1]._occ_route is None:
+                        ctx.send_bytes(msg[1].id, dumps((REPLY_TAG, msg[2], result[0])))
+                    else:
+                        # A durable caller: the reply goes to its journal, so it
+                        # reaches whichever incarnation runs (API.md section 7).
+                        api.send(msg[1], (REPLY_TAG, msg[2], result[0]))
                     state = result[1]
                 else:
                     raise TypeError(

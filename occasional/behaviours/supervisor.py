@@ -84,11 +84,16 @@ def _is_server_start(f: Any) -> bool:
     return isinstance(owner, type) and issubclass(owner, Server) and getattr(f, "__name__", None) == "start"
 
 
-def _durable_id(f: Any, args: tuple[Any, ...]) -> str:
+def _spawn_args(f: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The arguments a partial of durable.spawn passes it: (id, f, *args)."""
     while isinstance(f, functools.partial):
         args = f.args + args
         f = f.func
-    return args[0]  # type: ignore[no-any-return]
+    return args
+
+
+def _durable_id(f: Any, args: tuple[Any, ...]) -> str:
+    return _spawn_args(f, args)[0]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,13 @@ class ChildSpec:
             )
         if type(self.args) is not tuple:
             raise TypeError(f"child {self.id!r}: args={self.args!r} is not a tuple; pass the arguments as a tuple")
+        if durable_child.is_spawn(self.function):
+            full = _spawn_args(self.function, self.args)
+            if (full and (not isinstance(full[0], str) or not full[0])) or (len(full) > 1 and not callable(full[1])):
+                raise TypeError(
+                    f"child {self.id!r}: {self.function!r} does not start a durable process; "
+                    "use functools.partial(durable.spawn, id, f, *args) with a non-empty string id and a callable f"
+                )
         if self.restart not in RESTARTS:
             raise ValueError(f"child {self.id!r}: restart={self.restart!r} is not a restart type; use 'permanent', 'transient' or 'temporary'")
         s = self.shutdown

@@ -20,6 +20,7 @@ consumption").
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random as _random
 import socket
@@ -34,7 +35,7 @@ import msgpack
 from ..core import codec, context
 from ..core import protocol as P
 from ..core.mailbox import Context
-from ..core.pid import Pid
+from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
 from .errors import JournalEnd, NonDeterminism
 from .store import Reader
@@ -67,6 +68,11 @@ class DurableContext(Context):
         self.steps = 0
         self.step: tuple[str, int] | None = None  # (idempotency key, attempt) while a step runs
         self.idle_told = False
+        # Refs the code makes are (a negative number of the id, n-th ref): the
+        # same in every incarnation, so a reply or DOWN naming one replays
+        # (issue 6); plain pids are positive, so no plain ref is equal.
+        self.ref_owner = -1 - int.from_bytes(hashlib.blake2b(durable_id.encode(), digest_size=7).digest(), "big")
+        self.refs = 0
 
     # -- start ------------------------------------------------------------------
 
@@ -131,6 +137,21 @@ class DurableContext(Context):
     def take_pending(self) -> list[list[Any]]:
         pending, self.pending = self.pending, []
         return pending
+
+    # -- refs -------------------------------------------------------------------------
+
+    def new_ref(self) -> Ref:
+        self.refs += 1
+        return Ref._make(self.ref_owner, self.refs)
+
+    def watch(self, pid: Pid) -> None:
+        # A call's monitor is made or not depending on when a DOWN arrived, so
+        # its ref is a plain one and does not move the count of the code's refs.
+        if pid.id not in self.watches:
+            self._next_ref += 1
+            ref = Ref._make(self.pid.id, self._next_ref)
+            self.watches[pid.id] = ref
+            self.tell([P.MONITOR, ref.owner, ref.n, pid.id])
 
     # -- receive --------------------------------------------------------------------
 
