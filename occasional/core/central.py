@@ -127,12 +127,18 @@ class Conn:
         self.on_eof(error)
 
     def send(self, msg: list[Any], fds: list[int] | None = None) -> None:
+        self._send_data(_frame(msg), fds)
+
+    def send_frames(self, msgs: list[list[Any]]) -> None:
+        """Send several frames with one write (what one journal commit forwards to a process)."""
+        self._send_data(b"".join([_frame(msg) for msg in msgs]), None)
+
+    def _send_data(self, data: bytes, fds: list[int] | None) -> None:
         if self.closed:
             if fds:
                 for fd in fds:
                     os.close(fd)
             return
-        data = _frame(msg)
         if self.out or fds:
             self.out.append((data, fds or []))
             self._flush()
