@@ -273,3 +273,29 @@ def test_a_durable_child_spec_without_a_string_id_raises_type_error_in_the_calle
     bad = {"id": "job", "function": functools.partial(durable.spawn, 7, returns_at_once)}
     with pytest.raises(TypeError, match=r"^child 'job': functools\.partial\(.*\) does not start a durable process; use functools\.partial\(durable\.spawn, id, f, \*args\)"):
         occ.Supervisor.start([bad])
+
+
+class Failing(occ.Server):
+    def handle_call(self, request: Any, frm: Any, state: Any) -> Any:
+        raise ValueError(f"cannot {request}")
+
+
+def call_a_failing_server_then_wait(main: occ.Pid, server: occ.Pid) -> str:
+    try:
+        occ.call(server, "serve", timeout=10)
+    except occ.ProcessExit as exc:
+        got = f"{exc.reason[0]}: {exc.reason[1]}"
+    occ.send(main, ("ready", occ.slf()))
+    occ.receive(("go",))
+    return got
+
+
+def test_a_call_from_a_durable_process_to_a_server_that_ends_raises_process_exit_also_on_replay(journal):
+    def main():
+        durable.spawn("caller", call_a_failing_server_then_wait, occ.slf(), Failing.start())
+        _, pid = occ.receive(("ready", occ.ANY), timeout=10)
+        os.kill(pid.os_pid, signal.SIGKILL)
+        occ.send(pid, ("go",))
+        return durable.result("caller", timeout=10)
+
+    assert run(main, journal=journal) == ("ok", "error: cannot serve")

@@ -184,6 +184,12 @@ class DurableContext(Context):
                         self.record("receive", "", _packb(seq))
                         return msg
                     scanned += 1
+            if self.call_down is not None:
+                # The server a call waits on has ended (Context.watch). That
+                # DOWN is not in the mailbox, so it is journaled here: a replay
+                # of the call ends the same way.
+                self.record("call.down", "", codec.dumps(self.call_down))
+                return None
             if deadline is None:
                 left = None
             else:
@@ -207,6 +213,11 @@ class DurableContext(Context):
             self.pump(left)
 
     def _replay_receive(self, pred: Callable[[Any], bool] | None, timeout: float | None) -> Any:
+        ev = self.peek_event()
+        if ev is not None and ev[1] == "call.down" and self.calling is not None:
+            self.pos += 1
+            self.call_down = codec.loads(ev[3])
+            return None
         ev = self.next_event("receive", "")
         assert ev is not None
         seq = _unpackb(ev[3])
