@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Sequence
+from typing import Mapping, Sequence
 
 BIN = os.path.dirname(sys.executable)
 
@@ -290,7 +290,7 @@ def ext_available(name: str) -> str | None:
     return None
 
 
-def ext_config(name: str, d: str, programs: dict[str, Sequence[str]]) -> str:
+def ext_config(name: str, d: str, programs: Mapping[str, Sequence[str]]) -> str:
     """Write the daemon's config for these programs (name -> argv) into d; return its path."""
     head, item = (SUPERVISORD_HEAD, SUPERVISORD_PROGRAM) if name == "supervisord" else (CIRCUS_HEAD, CIRCUS_WATCHER)
     text = head.format(d=d, check_delay=CIRCUS_CHECK_DELAY)

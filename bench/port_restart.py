@@ -220,8 +220,8 @@ def main() -> None:
             out.append({"figure": figure, "measured": why[("occ", k)], "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)",
                         "ratio": None, "target": f"<= {TARGET_RATIO}x raw", "met": False})  # fmt: skip
         for name in ("circus", "supervisord"):
-            e = samples[(name, k)]
-            m = _bench.median(e) if e else None
+            ext = samples[(name, k)]
+            m = _bench.median(ext) if ext else None
             rows.append(row(name, k, f"{EXT_LABEL[name]}, {label}", "-" if m is None else f"{m / base:.2f}x", "(info)", "-"))
             if m is not None:
                 out.append({"figure": f"port restart under {EXT_LABEL[name]} ({label})", "measured": f"{m * 1e3:.2f} ms",

@@ -30,12 +30,13 @@ Run: .venv/bin/python bench/up_many.py [--rounds 3] [--services 50] [--service c
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import subprocess
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import _bench
 import _native
@@ -49,7 +50,7 @@ def toml_str(s: str) -> str:
     return json.dumps(s)  # a JSON string is a TOML basic string for the paths we write
 
 
-def occ_config(d: str, programs: dict[str, Sequence[str]]) -> str:
+def occ_config(d: str, programs: Mapping[str, Sequence[str]]) -> str:
     path = os.path.join(d, "services.toml")
     with open(path, "w") as f:
         for name, argv in programs.items():
@@ -64,7 +65,7 @@ def occ_command(conf: str) -> list[str]:
 
 def occ_available() -> str | None:
     try:
-        import occasional.ports.up  # noqa: F401
+        importlib.import_module("occasional.ports.up")
     except Exception as e:
         return f"occasional up is not built yet ({e!r})"
     return None
