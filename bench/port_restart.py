@@ -78,11 +78,13 @@ def fill(template: list[str], path: str) -> list[str]:
 
 def raw_round(template: list[str], n: int, warm: int) -> list[tuple[float, float]]:
     lst = Listener(prefix="occ-bench-raw-")
-    sup = _native.start_raw([fill(template, lst.path)])
+    sup = None
     try:
+        sup = _native.start_raw([fill(template, lst.path)])
         return restarts(lst, n, warm)
     finally:
-        _native.stop_session(sup)
+        if sup is not None:
+            _native.stop_session(sup)
         lst.close()
 
 
