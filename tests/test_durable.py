@@ -640,6 +640,24 @@ def test_result_with_a_timeout_raises_timeout_error_while_the_process_runs(journ
     assert run(main, journal=journal) == "timed out"
 
 
+def wait_for_the_result_of(main: occ.Pid, id: str) -> Any:
+    occ.send(main, ("waiting", occ.slf()))
+    return durable.result(id)
+
+
+def test_result_is_there_for_a_new_caller_after_the_first_caller_was_sigkilled_while_waiting(journal):
+    def main():
+        job = durable.spawn("job", wait_for_go_then_collect, 0)
+        waiter, ref = occ.spawn_monitor(wait_for_the_result_of, occ.slf(), "job")
+        occ.receive(("waiting", waiter), timeout=10)
+        sigkill(waiter)
+        occ.receive(("DOWN", ref, waiter, occ.ANY), timeout=10)
+        occ.send(job, ("go",))
+        return durable.result("job", timeout=10)
+
+    assert run(main, journal=journal) == ("ok", [])
+
+
 def raise_an_error() -> None:
     raise KeyError("missing")
 
