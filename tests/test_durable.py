@@ -17,6 +17,7 @@ appended to a file in ``tmp_path`` (``effects``), which no replay can undo.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import re
@@ -354,6 +355,39 @@ def test_a_step_result_is_journaled_and_replay_returns_it_without_calling_the_fu
     reason = run(main, journal=journal)
     assert effects(log) == [[reason[1]]]  # drawn once, and the replay returned the same ticket
     assert reason[0] == "ok"
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    x: int
+    y: int
+
+
+def values_of_many_types() -> Any:
+    return ((1, 2), {3, 4}, frozenset({5}), b"raw", Point(1, 2), [("t",)], {"k": (1,)}, None, 1.5)
+
+
+def make_values_then_wait(main: occ.Pid) -> Any:
+    made = durable.step(values_of_many_types)
+    occ.send(main, ("made", occ.slf()))
+    occ.receive(("go",))
+    return made
+
+
+def test_a_replayed_step_returns_its_value_with_the_types_it_had(journal):
+    def main():
+        durable.spawn("typed", make_values_then_wait, occ.slf())
+        _, pid = occ.receive(("made", occ.ANY), timeout=10)
+        sigkill(pid)
+        occ.send(pid, ("go",))
+        kind, made = durable.result("typed", timeout=10)
+        return kind, made, [type(v).__name__ for v in made]
+
+    assert run(main, journal=journal) == (
+        "ok",
+        values_of_many_types(),
+        ["tuple", "set", "frozenset", "bytes", "Point", "list", "dict", "NoneType", "float"],
+    )
 
 
 def refuse(log: str) -> None:
@@ -763,7 +797,22 @@ CHILD_MODULE = textwrap.dedent(
         occ.receive()
 
 
-    PROGRAMS = {"fill": fill, "finish": finish, "release": release, "result_of": result_of, "nap": nap}
+    def hold_many(ready, n):
+        for i in range(int(n)):
+            occ.send(durable.spawn(f"held-{i}", hold, 1), ("number", i))
+        with open(ready, "w") as f:
+            f.write("spawned")
+        occ.receive()
+
+
+    def release_many(n):
+        for i in range(int(n)):
+            occ.send(durable.whereis(f"held-{i}"), ("go",))
+        return [durable.result(f"held-{i}", timeout=10) for i in range(int(n))]
+
+
+    PROGRAMS = {"fill": fill, "finish": finish, "release": release, "result_of": result_of, "nap": nap,
+                "hold_many": hold_many, "release_many": release_many}
 
 
     def start():
@@ -850,6 +899,19 @@ def test_messages_sent_before_the_whole_runtime_was_sigkilled_are_received_by_th
         child.cleanup()
     resumed = run_in_a_child(tmp_path, journal, sync, "release")
     assert resumed == {"returned": repr(("ok", [("m", i) for i in range(50)]))}
+
+
+@pytest.mark.timeout(60)
+def test_a_new_runtime_resumes_every_unfinished_durable_process_of_the_journal(journal, tmp_path):
+    ready = tmp_path / "ready"
+    child = ChildRun(tmp_path, journal, "-", "hold_many", str(ready), "20")
+    try:
+        child.wait_for_file(ready)
+        child.sigkill_everything()
+    finally:
+        child.cleanup()
+    resumed = run_in_a_child(tmp_path, journal, "-", "release_many", "20")
+    assert resumed == {"returned": repr([("ok", [("number", i)]) for i in range(20)])}
 
 
 @pytest.mark.timeout(60)
