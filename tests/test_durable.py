@@ -642,6 +642,30 @@ def test_a_process_that_raised_nondeterminism_is_not_restarted(journal, tmp_path
     assert starts == [["started"], ["started"]]  # the first run and the one replay that failed
 
 
+def stop_early_when_told(main: occ.Pid, flag: str) -> str:
+    durable.step(stamp, "a")
+    if Path(flag).read_text() == "go on":
+        durable.step(stamp, "b")
+        occ.send(main, ("went", occ.slf()))
+        occ.receive(("go",))
+    return "done"
+
+
+def test_a_replay_that_returns_before_the_journal_is_used_up_raises_nondeterminism(journal, tmp_path):
+    flag = tmp_path / "flag"
+    flag.write_text("go on")
+
+    def main():
+        durable.spawn("hasty", stop_early_when_told, occ.slf(), str(flag))
+        _, pid = occ.receive(("went", occ.ANY), timeout=10)
+        flag.write_text("stop")  # the code now returns where the journal goes on with a step
+        sigkill(pid)
+        kind, exc = durable.result("hasty", timeout=10)
+        return kind, (exc.position, exc.recorded, exc.attempted)
+
+    assert run(main, journal=journal) == ("error", (3, ("step.attempt", "stamp"), ("return", "")))
+
+
 def die_after_a_step(starts: str) -> None:
     note(starts, "started")
     durable.step(stamp, "before the crash")
