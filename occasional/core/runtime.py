@@ -104,8 +104,14 @@ def _start(hidden: bool, options: dict[str, Any]) -> Pid:
 def _hooks_argument(options: dict[str, Any]) -> str:
     import json
 
+    # Every hook also learns the starting program's sys.path: code central
+    # starts on its own (a durable process resumed from a journal) is the
+    # code of the program running now, not of the one that first spawned it.
     return json.dumps({
-        entry: {o: (os.fspath(options[o]) if isinstance(options.get(o), os.PathLike) else options.get(o)) for o in opts}
+        entry: {
+            **{o: (os.fspath(options[o]) if isinstance(options.get(o), os.PathLike) else options.get(o)) for o in opts},
+            "sys_path": [p or os.getcwd() for p in sys.path],
+        }
         for entry, (opts, _check) in CENTRAL_HOOKS.items()
     })  # fmt: skip
 

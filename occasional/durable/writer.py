@@ -71,6 +71,7 @@ class Writer:
         self.central = central
         self.loop = central.loop
         self.store = store
+        self.sys_path: list[str] = []  # the running program's (see restart)
         self._batch_class = Batch
         self.batch: Batch = Batch()
         self.after: list[Callable[[], None]] = []
@@ -377,7 +378,11 @@ class Writer:
         st.proc, st.hello, st.idle_pos = child, False, -1
         self.by_proc[child.id] = st
         supervised.link_followers(self, st, child)
-        central.fs.send([P.FORK, child.id, row.blob, _unpackb(row.sys_path), row.title], [theirs.detach()])
+        # The running program's sys.path first (a resume runs the code of now,
+        # as `occasional journal replay` checks it), then the spawner's own.
+        stored = _unpackb(row.sys_path)
+        sys_path = self.sys_path + [p for p in stored if p not in self.sys_path]
+        central.fs.send([P.FORK, child.id, row.blob, sys_path, row.title], [theirs.detach()])
 
     def resume(self) -> None:
         """Start every unfinished durable process of the journal (API.md section 7, resume)."""
@@ -421,6 +426,7 @@ def install(central: Central, options: dict[str, Any]) -> None:
 
     store = Store(sqlite_path(journal), options.get("journal_sync") or DEFAULT_SYNC)
     w = Writer(central, store)
+    w.sys_path = [p for p in options.get("sys_path") or [] if isinstance(p, str)]
     central.ops.update({
         P.D_SPAWN: w.op_spawn, P.D_SEND: w.op_send, P.D_EVENTS: w.op_events, P.D_HELLO: w.op_hello,
         P.D_RESULT: w.op_result, P.D_CANCEL: w.op_cancel, P.D_FINISH: w.op_finish, P.D_SLEEP: w.op_sleep,
