@@ -528,8 +528,10 @@ class Supervisor(Server):
             except TimeoutError:
                 pass
             return
-        api.unlink(pid)
+        # Monitor before unlinking: the child is watched at every moment, so
+        # an end in between is not logged as an end nobody watched.
         ref = api.monitor(pid)
+        api.unlink(pid)
         shutdown = child.spec.shutdown
         if shutdown == "brutal_kill":
             api.kill(pid, "shutdown")
