@@ -125,26 +125,26 @@ class Writer:
                 # runtime ends rather than go on with a journal it cannot trust.
                 log.exception("the journal %s could not be written; ending the runtime", self.store.path)
                 os._exit(1)
-        # Forwards first, each process's in one write, then the acks: a
-        # durable process that sends to itself finds the message when its
-        # send returns. One write per process instead of one per message
-        # (bench/results/2026-11-22-durable-send-profile.txt).
-        forwards, self.forwards = self.forwards, []
-        if forwards:
-            out: dict[Conn, list[list[Any]]] = {}
-            for st, seq, body in forwards:
-                proc = st.proc
-                if proc is not None and st.hello and seq > st.hello_seq and proc.conn is not None:
-                    frames = out.get(proc.conn)
-                    if frames is None:
-                        frames = out[proc.conn] = []
-                    frames.append([P.D_MSG, seq, body])
-            for conn, frames in out.items():
-                conn.send_frames(frames)
+        # One write per process: its forwarded messages, then its acks, so a
+        # durable process that sends to itself finds the message when its send
+        # returns. Processes with an ack go first: a sender waiting for its
+        # commit is woken before the receivers are (one write per message was
+        # central's cost before, bench/results/2026-11-22-durable-send-profile.txt).
+        out: dict[Conn, list[list[Any]]] = {}
         acks, self.acks = self.acks, []
         for p, req in acks:
             if p.conn is not None:
-                p.conn.send([P.REPLY, req, True, None])
+                out.setdefault(p.conn, [])
+        forwards, self.forwards = self.forwards, []
+        for st, seq, body in forwards:
+            proc = st.proc
+            if proc is not None and st.hello and seq > st.hello_seq and proc.conn is not None:
+                out.setdefault(proc.conn, []).append([P.D_MSG, seq, body])
+        for p, req in acks:
+            if p.conn is not None:
+                out[p.conn].append([P.REPLY, req, True, None])
+        for conn, frames in out.items():
+            conn.send_frames(frames)
         after, self.after = self.after, []
         for fn in after:
             fn()
