@@ -26,7 +26,7 @@ from ..sck.fdpass import recv_with_fds, send_with_fds
 from ..sck.frame import HEADER, Decoder, FrameError
 from . import control, logs
 from . import protocol as P
-from .reaping import reap_ended
+from .reaping import children, kill_children, reap_ended
 from .reasons import reason_from_status
 from .titles import set_title
 
@@ -682,7 +682,7 @@ class Central:
         running). No process outlives the process that owns it (issue 5,
         supervisord #1101): they are killed, and reaped by on_sigchld.
         """
-        for pid in _children():
+        for pid in children():
             if pid != self.fs_pid and pid not in self.by_os_pid:
                 _sigkill(pid, False)
 
@@ -844,27 +844,9 @@ def _describe_status(status: int) -> str:
     return f"killed by {detail}" if kind == "signal" else f"exit status {detail}"
 
 
-def _children() -> list[int]:
-    pids: list[int] = []
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as f:
-                pids.extend(int(x) for x in f.read().split())
-    except OSError:
-        pass
-    return pids
-
-
 def _kill_and_reap_children() -> None:
     """Kill and reap every child central still has (orphans it adopted)."""
-    for _ in range(50):
-        kids = _children()
-        if not kids:
-            break
-        for pid in kids:
-            _sigkill(pid, False)
-        for pid in kids:
-            _wait_for(pid, 0.2)
+    kill_children(timeout=2.0)
     for _pid, _status in reap_ended():
         pass
 

@@ -32,13 +32,13 @@ import os
 import select
 import signal
 import subprocess
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
 from ..core import api, context
 from ..core.pid import Pid, Port, Ref
+from ..core.reaping import kill_children
 from ..sck.frame import FrameError
 from .framing import Framer, encoder, frame_out
 from .logfile import LogFile, LogWriter
@@ -366,17 +366,6 @@ class _Driver:
             return ("signal", f"signal {-status}")
 
 
-def _children() -> list[int]:
-    pids: list[int] = []
-    try:
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as f:
-                pids.extend(int(x) for x in f.read().split())
-    except OSError:
-        pass
-    return pids
-
-
 def _kill_everything_started(pgid: int) -> None:
     """Kill the executable's process group and every process the driver
     adopted as subreaper (a double fork that left the group), then reap them."""
@@ -385,21 +374,7 @@ def _kill_everything_started(pgid: int) -> None:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        kids = _children()
-        if not kids:
-            return
-        for pid in kids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for pid in kids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+    kill_children(timeout=2.0)
 
 
 def run(spec: PortSpec, owner: Pid, token: Ref) -> NoReturn:
