@@ -42,18 +42,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any
 
 import _bench
 import occasional as occ
+from _native import BIN, CIRCUS_CHECK_DELAY, EXT_PERIOD, ext_available
 from pingpong import RawConn
 
 TARGET_MS = 5.0
 TARGET_RATIO = 1.5
-BIN = os.path.dirname(sys.executable)
-CIRCUS_CHECK_DELAY = 0.1
-# How often each daemon looks for dead children: the random wait before a kill spans it.
-EXT_PERIOD = {"supervisord": 1.0, "circus": CIRCUS_CHECK_DELAY}
 EXT_LABEL = {"circus": f"circus, check_delay={CIRCUS_CHECK_DELAY:g} s (python -S child)",
              "supervisord": "supervisord (python -S child)"}  # fmt: skip
 
@@ -215,18 +212,6 @@ cmd = {py} -S {d}/child.py {d}/main.sock
 numprocesses = 1
 respawn = true
 """
-
-
-def ext_available(name: str) -> str | None:
-    """None if the daemon can run here, else why not."""
-    try:
-        __import__({"supervisord": "supervisor", "circus": "circus"}[name])
-    except Exception as e:
-        return f"not installed: {e!r}"
-    exe = os.path.join(BIN, {"supervisord": "supervisord", "circus": "circusd"}[name])
-    if not os.path.exists(exe):
-        return f"{exe} not found"
-    return None
 
 
 def ext_round(name: str, n: int, warm: int, timeout: float = 15.0) -> list[float]:

@@ -21,12 +21,15 @@ collection of every test in this folder (tests/test_framework_plugin.py too).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import pytest
 
 if TYPE_CHECKING:
     import occasional as occ
@@ -302,3 +305,27 @@ def worker(cid: str, recorder: Any = None) -> str:
             raise ValueError(f"{cid} was told to raise")
         if msg == "exit":
             sys.exit(3)
+
+
+# --- durable processes (API.md, section 7) ------------------------------------------
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> str:
+    """A journal file of this test's own."""
+    return str(tmp_path / "journal.sqlite")
+
+
+def note(path: str, *values: Any) -> None:
+    """Append one line to ``path``: an effect outside the runtime, which replay cannot undo."""
+    with open(path, "a") as f:
+        f.write(json.dumps(list(values)) + "\n")
+
+
+def effects(path: str | Path) -> list[Any]:
+    """The lines ``note`` appended to ``path``, oldest first."""
+    try:
+        with open(path) as f:
+            return [json.loads(line) for line in f]
+    except FileNotFoundError:
+        return []

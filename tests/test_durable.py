@@ -34,33 +34,14 @@ import pytest
 
 import occasional as occ
 from occasional import durable
-from conftest import ROOT, descendants, naming, reap_orphans, snapshot, wait_until_gone
+from conftest import ROOT, descendants, effects, naming, note, reap_orphans, snapshot, wait_until_gone
 from test_framework import run
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 SYNC_MODES = ("machine", "process")
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> str:
-    return str(tmp_path / "journal.sqlite")
-
-
 # --- helpers, inside a runtime ----------------------------------------------------------
-
-
-def note(path: str, *values: Any) -> None:
-    """Append one line to ``path``: an effect outside the runtime, which replay cannot undo."""
-    with open(path, "a") as f:
-        f.write(json.dumps(list(values)) + "\n")
-
-
-def effects(path: str | Path) -> list[Any]:
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f]
-    except FileNotFoundError:
-        return []
 
 
 def sigkill(pid: occ.Pid) -> None:

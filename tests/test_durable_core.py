@@ -6,7 +6,6 @@ import os
 import re
 import signal
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,6 @@ import occasional as occ
 from occasional import durable
 from conftest import naming
 from test_framework import run
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> str:
-    return str(tmp_path / "journal.sqlite")
 
 
 def wait_for_go() -> str:

@@ -10,38 +10,18 @@ Effects that must happen once are lines appended to a file (``effects``).
 from __future__ import annotations
 
 import functools
-import json
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import occasional as occ
 from occasional import durable
-from conftest import children_of, poll
+from conftest import children_of, effects, note, poll
 from test_framework import run
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def journal(tmp_path: Path) -> str:
-    return str(tmp_path / "journal.sqlite")
-
-
-def note(path: str, *values: Any) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(list(values)) + "\n")
-
-
-def effects(path: str | Path) -> list[Any]:
-    try:
-        with open(path) as f:
-            return [json.loads(line) for line in f]
-    except FileNotFoundError:
-        return []
 
 
 def durable_child(id: str, f: Any, *args: Any, restart: str = "permanent") -> dict[str, Any]:
