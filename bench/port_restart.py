@@ -116,16 +116,6 @@ def ext_round(name: str, template: list[str], n: int, warm: int) -> list[tuple[f
         lst.close()
 
 
-def occ_available() -> str | None:
-    try:
-        import occasional.ports
-    except Exception as e:
-        return f"occasional.ports does not import: {e!r}"
-    if not hasattr(occasional.ports, "open_port"):
-        return "occasional.ports.open_port is not built yet"
-    return None
-
-
 # -- main ------------------------------------------------------------------------------
 
 
@@ -154,7 +144,7 @@ def main() -> None:
         for k in kinds:
             kind_why = build.available(k)
             why[("raw", k)] = kind_why
-            why[("occ", k)] = kind_why or occ_available()
+            why[("occ", k)] = kind_why
             for name in ("circus", "supervisord"):
                 why[(name, k)] = kind_why or _native.ext_available(name) or ("skipped (--ext-rounds 0)" if args.ext_rounds == 0 else None)
         samples: dict[tuple[str, str], list[float]] = {(s, k): [] for s in sides for k in kinds}

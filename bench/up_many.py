@@ -30,7 +30,6 @@ Run: .venv/bin/python bench/up_many.py [--rounds 3] [--services 50] [--service c
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import subprocess
@@ -61,14 +60,6 @@ def occ_config(d: str, programs: Mapping[str, Sequence[str]]) -> str:
 def occ_command(conf: str) -> list[str]:
     exe = os.path.join(_native.BIN, "occasional")
     return [exe, "up", conf] if os.path.exists(exe) else [sys.executable, "-m", "occasional", "up", conf]
-
-
-def occ_available() -> str | None:
-    try:
-        importlib.import_module("occasional.ports.up")
-    except Exception as e:
-        return f"occasional up is not built yet ({e!r})"
-    return None
 
 
 def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
@@ -136,7 +127,7 @@ def main() -> None:
     why: dict[tuple[str, str], str | None] = {}
     for k in kinds:
         for side in SIDES:
-            why[(side, k)] = build.available(k) or (occ_available() if side == "occ" else
+            why[(side, k)] = build.available(k) or (None if side == "occ" else
                                                     _native.ext_available(side) if side in ("circus", "supervisord") else None)  # fmt: skip
     res: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in why}
     try:
