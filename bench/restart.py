@@ -46,7 +46,7 @@ from typing import Any
 
 import _bench
 import occasional as occ
-from _native import BIN, CIRCUS_CHECK_DELAY, EXT_PERIOD, ext_available
+from _native import CIRCUS_CHECK_DELAY, EXT_PERIOD, ext_available, ext_command, ext_config, kill_all, start_session, stop_session
 from pingpong import RawConn
 
 TARGET_MS = 5.0
@@ -186,34 +186,6 @@ for line in s.makefile("rb"):
     s.sendall(b"pong " + line.split()[1] + b"\\n")
 """
 
-SUPERVISORD_CONF = """
-[supervisord]
-nodaemon=true
-logfile={d}/supervisord.log
-pidfile={d}/supervisord.pid
-childlogdir={d}
-[program:w]
-command={py} -S {d}/child.py {d}/main.sock
-autorestart=true
-startsecs=0
-startretries=1000000
-stopwaitsecs=2
-"""
-
-CIRCUS_CONF = """
-[circus]
-endpoint = ipc://{d}/ctl.sock
-pubsub_endpoint = ipc://{d}/pub.sock
-statsd = false
-check_delay = {check_delay}
-logoutput = {d}/circusd.log
-[watcher:w]
-cmd = {py} -S {d}/child.py {d}/main.sock
-numprocesses = 1
-respawn = true
-"""
-
-
 def ext_round(name: str, n: int, warm: int, timeout: float = 15.0) -> list[float]:
     """Start the daemon, time n kills of its child, stop the daemon and everything it started."""
     d = tempfile.mkdtemp(prefix=f"occ-bench-{name}-")
@@ -227,16 +199,8 @@ def ext_round(name: str, n: int, warm: int, timeout: float = 15.0) -> list[float
         srv.bind(os.path.join(d, "main.sock"))
         srv.listen(8)
         srv.settimeout(timeout)
-        conf = os.path.join(d, f"{name}.conf")
-        with open(conf, "w") as f:
-            f.write((SUPERVISORD_CONF if name == "supervisord" else CIRCUS_CONF).format(d=d, py=sys.executable, check_delay=CIRCUS_CHECK_DELAY))
-        if name == "supervisord":
-            cmd = [os.path.join(BIN, "supervisord"), "-c", conf]
-        else:
-            cmd = [os.path.join(BIN, "circusd"), conf]
-        log = open(os.path.join(d, "daemon.out"), "wb")
-        daemon = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
+        conf = ext_config(name, d, {"w": [sys.executable, "-S", f"{d}/child.py", f"{d}/main.sock"]})
+        daemon = start_session(ext_command(name, conf), os.path.join(d, "daemon.out"))
 
         def accept() -> tuple[socket.socket, Any, int]:
             c, _ = srv.accept()
@@ -272,22 +236,8 @@ def ext_round(name: str, n: int, warm: int, timeout: float = 15.0) -> list[float
             conn.close()
         srv.close()
         if daemon is not None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(daemon.pid, signal.SIGKILL)  # the session we made for it
-            except ProcessLookupError:
-                pass
-            if daemon.poll() is None:
-                daemon.wait()
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            stop_session(daemon)
+        kill_all(children)
         shutil.rmtree(d, ignore_errors=True)
 
 
