@@ -1,9 +1,9 @@
 """Central services: the process table, names, links, monitors, the
 connection broker and exit detection, on one uvloop event loop.
 
-Started by the interpreter that starts a runtime (``python -m
-occasional.core.central``); it forks the forkserver before anything else, so
-that one is a clean interpreter. Every process holds one Unix socket to
+Started by the interpreter that starts a runtime (``occasional.core.boot``,
+which forks the forkserver before anything else, so that one is a clean
+interpreter). Every process holds one Unix socket to
 central. A process has ended when central has its wait status, or has seen
 EOF on its socket after it reported its reason (ARCHITECTURE.md, "Central
 services"). Central never unpickles user data: user values cross it as bytes.
@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
@@ -24,11 +23,10 @@ import msgpack
 
 from ..sck.fdpass import recv_with_fds, send_with_fds
 from ..sck.frame import HEADER, Decoder, FrameError
-from . import control, logs
+from . import control
 from . import protocol as P
 from .reaping import children, kill_children, reap_ended
 from .reasons import reason_from_status
-from .titles import set_title
 
 if TYPE_CHECKING:
     import asyncio
@@ -264,7 +262,6 @@ class Central:
         owner.hidden = hidden_owner
         self.by_os_pid[owner_pid] = owner
         self._attach(owner, owner_sock)
-        owner.conn.send([P.READY, owner.id, owner_pid])  # type: ignore[union-attr]
         self.ops: dict[int, Callable[[Proc, list[Any]], None]] = {
             P.SPAWN: self.op_spawn, P.CONNECT: self.op_connect, P.MONITOR: self.op_monitor,
             P.DEMONITOR: self.op_demonitor, P.LINK: self.op_link, P.UNLINK: self.op_unlink,
@@ -857,91 +854,3 @@ def _rss(os_pid: int) -> int | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
-
-
-def main(argv: list[str]) -> None:
-    owner_fd, owner_pid, hidden = int(argv[0]), int(argv[1]), argv[2] == "1"
-    import prctl
-
-    # Nothing outlives the interpreter that started the runtime: central dies
-    # with it, the forkserver with central, and every process with the forkserver.
-    prctl.set_pdeathsig(signal.SIGKILL)
-    if os.getppid() != owner_pid:
-        os._exit(0)
-    prctl.set_child_subreaper(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    owner_sock = socket.socket(fileno=owner_fd)
-    fs_sock, fs_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    me = os.getpid()
-    fs_pid = os.fork()
-    if fs_pid == 0:
-        try:
-            owner_sock.close()
-            fs_sock.close()
-            from .forkserver import serve
-
-            serve(fs_theirs, me)
-        finally:
-            os._exit(70)
-    fs_theirs.close()
-    set_title("occasional: central")
-    logs.to_stderr()
-    _raise_fd_limit()
-
-    # Imported after the fork: the forkserver needs neither.
-    import asyncio
-
-    import uvloop
-
-    loop = uvloop.new_event_loop()
-    asyncio.set_event_loop(loop)
-    central = Central(loop, owner_sock, owner_pid, hidden, fs_sock, fs_pid)
-    # uvloop keeps SIGCHLD for itself: a pidfd tells at once when the
-    # forkserver ends, and a slow timer reaps orphans central adopted.
-    central.fs_pidfd = os.pidfd_open(fs_pid)
-    loop.add_reader(central.fs_pidfd, central.on_sigchld)
-    central.reap_periodically()
-    _install_hooks(central, argv[3] if len(argv) > 3 else "{}")
-    lsock = control.listen(os.getpid())
-    if lsock is not None:
-        central.serve_control(lsock)
-    loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(central.shutdown(None)))
-    loop.run_until_complete(central.stopped)
-    # Let the last replies reach their sockets before the process exits.
-    owner = [p for p in central.procs.values() if p.owner]
-    for p in owner:
-        if p.conn is not None and p.conn.out:
-            p.conn.sock.setblocking(True)
-            for data, _fds in p.conn.out:
-                try:
-                    p.conn.sock.sendall(data)
-                except OSError:
-                    break
-    os._exit(0)
-
-
-def _install_hooks(central: Central, spec: str) -> None:
-    """Let extensions named by the starter (runtime.CENTRAL_HOOKS) add their ops
-    and exit hooks; a hook that fails ends central, which the starter reports."""
-    import importlib
-    import json
-
-    for entry, options in json.loads(spec).items():
-        module, _, function = entry.partition(":")
-        try:
-            getattr(importlib.import_module(module), function)(central, options)
-        except Exception:
-            log.exception("the runtime's central services could not start %s", entry)
-            os._exit(1)
-
-
-def _raise_fd_limit() -> None:
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

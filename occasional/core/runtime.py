@@ -77,7 +77,7 @@ def _start(hidden: bool, options: dict[str, Any]) -> Pid:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     try:
         central = subprocess.Popen(
-            [sys.executable, "-m", "occasional.core.central", str(theirs.fileno()), str(os.getpid()), "1" if hidden else "0",
+            [sys.executable, "-m", "occasional.core.boot", str(theirs.fileno()), str(os.getpid()), "1" if hidden else "0",
              _hooks_argument(options)],
             pass_fds=[theirs.fileno()],
             env=env,
