@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
     first.conn.send([P.READY, first.id, owner_pid])  # type: ignore[union-attr]
     lsock = control.listen(os.getpid())
     if lsock is not None:
-        central.serve_control(lsock)
+        central.control = control.Server(loop, lsock, central.table)
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(central.shutdown(None)))
     loop.run_until_complete(central.stopped)
     # Let the last replies reach their sockets before the process exits.

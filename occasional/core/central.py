@@ -253,7 +253,7 @@ class Central:
         # A hook returns True when it takes care of that end (the durable
         # journal starts the process again), so it is not an end nobody watches.
         self.exit_hooks: list[Callable[[Proc, list[Any]], bool]] = []
-        self.control: socket.socket | None = None
+        self.control: control.Server | None = None  # what `occasional ps` reads
         self.started_at = time.time()
         owner = self._new_proc("<owner>")
         owner.os_pid = owner_pid
@@ -706,27 +706,6 @@ class Central:
 
     # -- occasional ps -------------------------------------------------------------------
 
-    def serve_control(self, lsock: socket.socket) -> None:
-        self.control = lsock
-        self.loop.add_reader(lsock.fileno(), self._on_control)
-
-    def _on_control(self) -> None:
-        try:
-            conn, _ = self.control.accept()  # type: ignore[union-attr]
-        except OSError:
-            return
-        conn.setblocking(False)
-        payload = _packb(self.table())
-        self.loop.create_task(self._send_table(conn, HEADER.pack(len(payload)) + payload))
-
-    async def _send_table(self, conn: socket.socket, data: bytes) -> None:
-        try:
-            await self.loop.sock_sendall(conn, data)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
     def table(self) -> dict[str, Any]:
         """What ``occasional ps`` shows of this runtime."""
         now = time.monotonic()
@@ -786,12 +765,7 @@ class Central:
             self.fs_pid = -1
         _kill_and_reap_children()
         if self.control is not None:
-            self.loop.remove_reader(self.control.fileno())
             self.control.close()
-            try:
-                os.unlink(control.socket_path(os.getpid()))
-            except OSError:
-                pass
         if done is not None:
             done()
         if not self.stopped.done():

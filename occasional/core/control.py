@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import msgpack
 
-from ..sck.frame import Decoder
+from ..sck.frame import HEADER, Decoder
+
+if TYPE_CHECKING:
+    import asyncio
 
 _STATES = {"R": "running", "S": "waiting", "D": "waiting", "T": "stopped", "t": "stopped", "Z": "ended", "X": "ended"}
 
@@ -51,6 +54,42 @@ def listen(central_pid: int) -> socket.socket | None:
         return sock
     except OSError:
         return None
+
+
+class Server:
+    """Central's side: answers each connection with one frame, the table."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, lsock: socket.socket, table: Callable[[], dict[str, Any]]) -> None:
+        self.loop = loop
+        self.lsock = lsock
+        self.table = table
+        self.path = lsock.getsockname()
+        loop.add_reader(lsock.fileno(), self._on_accept)
+
+    def _on_accept(self) -> None:
+        try:
+            conn, _ = self.lsock.accept()
+        except OSError:
+            return
+        conn.setblocking(False)
+        payload = msgpack.packb(self.table())
+        self.loop.create_task(self._send(conn, HEADER.pack(len(payload)) + payload))
+
+    async def _send(self, conn: socket.socket, data: bytes) -> None:
+        try:
+            await self.loop.sock_sendall(conn, data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.lsock.fileno())
+        self.lsock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
 
 
 def proc_state(os_pid: int) -> str:
