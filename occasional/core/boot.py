@@ -15,9 +15,13 @@ import signal
 import socket
 import sys
 
+import msgpack
+
+from ..sck.frame import HEADER
 from . import control, logs
 from . import protocol as P
 from .central import Central
+from .reaping import kill_children
 from .titles import set_title
 
 log = logging.getLogger("occasional.core")
@@ -65,7 +69,7 @@ def main(argv: list[str]) -> None:
     central.fs_pidfd = os.pidfd_open(fs_pid)
     loop.add_reader(central.fs_pidfd, central.on_sigchld)
     central.reap_periodically()
-    _install_hooks(central, argv[3] if len(argv) > 3 else "{}")
+    _install_hooks(central, owner_sock, argv[3] if len(argv) > 3 else "{}")
     # Ready only once the hooks ran: a journal that cannot be opened fails the
     # start, not the first durable call.
     first = central.procs[min(central.procs)]
@@ -88,9 +92,11 @@ def main(argv: list[str]) -> None:
     os._exit(0)
 
 
-def _install_hooks(central: Central, spec: str) -> None:
+def _install_hooks(central: Central, owner_sock: socket.socket, spec: str) -> None:
     """Let extensions named by the starter (runtime.CENTRAL_HOOKS) add their ops
-    and exit hooks; a hook that fails ends central, which the starter reports."""
+    and exit hooks. A hook that fails ends the start: its error goes to the
+    starter, which raises it in the caller (a journal in use names the journal),
+    and central leaves nothing behind (issue 10)."""
     import importlib
     import json
 
@@ -98,9 +104,22 @@ def _install_hooks(central: Central, spec: str) -> None:
         module, _, function = entry.partition(":")
         try:
             getattr(importlib.import_module(module), function)(central, options)
-        except Exception:
-            log.exception("the runtime's central services could not start %s", entry)
-            os._exit(1)
+        except Exception as e:
+            log.debug("the runtime's central services could not start %s", entry, exc_info=True)
+            _fail_start(owner_sock, type(e).__name__, str(e))
+
+
+def _fail_start(owner_sock: socket.socket, kind: str, message: str) -> None:
+    """Tell the starter why, kill what was started (the forkserver, anything
+    a hook spawned), and exit before READY."""
+    payload = msgpack.packb([P.START_FAILED, kind, message])
+    try:
+        owner_sock.setblocking(True)
+        owner_sock.sendall(HEADER.pack(len(payload)) + payload)
+    except OSError:
+        pass
+    kill_children(timeout=2.0)
+    os._exit(1)
 
 
 def _raise_fd_limit() -> None:

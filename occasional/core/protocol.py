@@ -39,6 +39,7 @@ PEER_DEAD = 32  # [PEER_DEAD, pid_id]
 DOWN = 33  # [DOWN, owner, n, pid_id, os_pid, reason]
 EXIT_SIGNAL = 34  # [EXIT_SIGNAL, pid_id, os_pid, reason, sender_ended]
 READY = 35  # [READY, pid_id, os_pid]
+START_FAILED = 36  # [START_FAILED, error_type_name, message]: a hook failed; central exits
 
 # central <-> forkserver
 FORK = 50  # [FORK, pid_id, blob, sys_path, title] with the child's central socket attached

@@ -95,10 +95,30 @@ def _start(hidden: bool, options: dict[str, Any]) -> Pid:
             msg = msgpack.unpackb(frame, raw=False)
             if msg[0] == P.READY:
                 ready = msg
+            elif msg[0] == P.START_FAILED:
+                ours.close()
+                central.wait()
+                raise _start_error(msg[1], msg[2])
     ctx = Context(ours, Pid._make(ready[1], ready[2]))
     context.set_current(ctx)
     _runtime = _Runtime(central, ctx, options)
     return ctx.pid
+
+
+# The errors a hook may raise that arrive as themselves; any other type
+# arrives as a RuntimeError that names it.
+_START_ERRORS: dict[str, type[Exception]] = {
+    e.__name__: e
+    for e in (ValueError, TypeError, RuntimeError, OSError, FileNotFoundError, PermissionError, FileExistsError,
+              IsADirectoryError, BlockingIOError)
+}  # fmt: skip
+
+
+def _start_error(kind: str, message: str) -> Exception:
+    cls = _START_ERRORS.get(kind)
+    if cls is None:
+        return RuntimeError(f"the runtime could not start: {kind}: {message}")
+    return cls(message)
 
 
 def _hooks_argument(options: dict[str, Any]) -> str:
