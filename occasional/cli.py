@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import Any, Callable
 
@@ -37,11 +38,26 @@ def _run(args: argparse.Namespace) -> int:
     try:
         value = run(f, *args.args)
     except ProcessExit as e:
-        print(f"occasional run: {e}", file=sys.stderr)
-        return 1
+        return _exit_status(e)
     if value is not None:
         print(value)
     return 0
+
+
+def _exit_status(e: ProcessExit) -> int:
+    """The status ``python app.py`` would end with had main ended this way (issue 10):
+    ``n`` for ``("exitcode", n)`` (sys.exit(n), os._exit(n)), 128 + the signal's
+    number for ``("signal", name)`` (as a shell reports it), 1 otherwise."""
+    kind, detail = e.reason
+    if kind == "exitcode" and isinstance(detail, int) and not isinstance(detail, bool):
+        # Python prints nothing of its own for sys.exit(n); whatever the
+        # process printed (sys.exit("message")) is already on stderr.
+        return detail
+    print(f"occasional run: {e}", file=sys.stderr)
+    signum = getattr(signal, str(detail), None) if kind == "signal" else None
+    if isinstance(signum, signal.Signals):
+        return 128 + signum.value
+    return 1
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -58,22 +74,33 @@ def _up(args: argparse.Namespace) -> int:
 def _ps(args: argparse.Namespace) -> int:
     import json
 
-    from .core.control import runtime_dir, runtimes
+    from .core.control import UnsafeDirectory, runtime_dir, runtimes
 
-    found = runtimes()
+    try:
+        scan = runtimes()
+    except UnsafeDirectory as e:
+        # Whoever can write there could serve us any table (issue 10): read nothing.
+        print(f"occasional ps: not reading {e.path!r}: it {e.problem}; {e.fix}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"occasional ps: cannot read {runtime_dir()!r}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    for why in scan.skipped:
+        print(f"occasional ps: skipped {_printable(why)}", file=sys.stderr)
+    found = scan.tables
     if args.runtime is not None:
-        found = [t for t in found if args.runtime in (t["central"], t["owner"])]
+        found = [t for t in found if args.runtime in (t.get("central"), t.get("owner"))]
     if args.json:
-        print(json.dumps(found, indent=2))
+        print(json.dumps(found, indent=2))  # json escapes every control character itself
         return 0
     if not found:
-        print(f"no running occasional runtime of this user (looked in {runtime_dir()})")
+        print(f"no running occasional runtime of this user (looked in {_printable(runtime_dir())})")
         return 0
     for n, table in enumerate(found):
         if n:
             print()
-        command = " ".join(table["command"]) or "?"
-        print(f"runtime {table['central']} (started by pid {table['owner']}: {command})")
+        command = " ".join(str(a) for a in table.get("command") or []) or "?"
+        print(_printable(f"runtime {table.get('central')} (started by pid {table.get('owner')}: {command})"))
         print(_format_rows(table["processes"]))
     return 0
 
@@ -82,18 +109,32 @@ def _format_rows(rows: list[dict[str, Any]]) -> str:
     header = ("PID", "NAME", "FUNCTION / ARGV", "STATE", "RESTARTS", "UPTIME", "RSS")
     lines = [header]
     for r in sorted(rows, key=lambda r: r["id"]):
-        name = r["name"] or r["child_id"] or ("(runtime's owner)" if r["kind"] == "owner" else f"<{r['id']}>")
-        what = " ".join(r["argv"]) if r["argv"] else r["function"] or ""
+        name = _printable(r["name"] or r["child_id"] or ("(runtime's owner)" if r["kind"] == "owner" else f"<{r['id']}>"))
+        what = _printable(" ".join(str(a) for a in r["argv"]) if r["argv"] else r["function"] or "")
         pid = str(r["os_pid"] or "-")
         if r["kind"] == "port":
             what = "port: " + what
             pid += f">{r['exe_pid']}" if r.get("exe_pid") else ""
         lines.append((
-            pid, name, what if len(what) <= 60 else what[:57] + "...", r["state"],
-            str(r["restarts"]), _duration(r["uptime_s"]), _size(r["rss_bytes"]),
+            _printable(pid), name, what if len(what) <= 60 else what[:57] + "...", _printable(r["state"]),
+            _printable(r["restarts"]), _duration(r["uptime_s"]), _size(r["rss_bytes"]),
         ))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _printable(value: object) -> str:
+    """``value`` as text a terminal shows as is: every character that is not
+    printable (ESC, newlines, bidi overrides...) is written as in a Python
+    literal (``\\x1b``, ``\\n``, ``\\u202e``), and so is a backslash, so a
+    name or an argv can neither drive the terminal nor forge a row (issue 10)."""
+    text = str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_ESCAPES.get(c) or (c if c.isprintable() else repr(c)[1:-1]) for c in text)
 
 
 def _duration(s: float) -> str:
@@ -123,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         "run",
         help="run MODULE:FUNCTION as the main process of a new runtime",
         description="Start a runtime and run FUNCTION(*ARGS) from MODULE as its first process "
-        "(ARGS are passed as strings). Prints the return value if it is not None; exits 1 "
-        "with the reason if the process ends abnormally.",
+        "(ARGS are passed as strings). Prints the return value if it is not None and exits 0. "
+        "Like python, exits N when the process ended with status N (sys.exit(N), os._exit(N)), "
+        "1 with the traceback on an uncaught exception, 128+SIG when killed by a signal, "
+        "and 1 with the reason for any other abnormal end.",
     )
     run_p.add_argument("target", metavar="MODULE:FUNCTION")
     run_p.add_argument("args", nargs="*", metavar="ARGS")
@@ -147,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         "or occ.start program), print each process: pid, name (or <id>), function or argv, state, "
         "restarts, uptime and RSS; a port's PID reads PORT>EXECUTABLE (the port's process, then the "
         "executable it runs). Runtimes are found by their control sockets in "
-        "$XDG_RUNTIME_DIR/occasional (or /tmp/occasional-UID).",
+        "$XDG_RUNTIME_DIR/occasional (or /tmp/occasional-UID), read only if that directory is this "
+        "user's and nobody else can write to it (exit 1 otherwise); a socket that does not answer "
+        "within 5 s, or that another user serves, is skipped and named on stderr.",
     )
     ps_p.add_argument("runtime", nargs="?", type=int, metavar="PID",
                       help="only the runtime whose central services or owner has this pid")  # fmt: skip

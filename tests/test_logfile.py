@@ -2,10 +2,11 @@
 
 import os
 import random
+import stat
 
 import pytest
 
-from occasional.ports.logfile import LogFile, LogWriter
+from occasional.ports.logfile import MAX_BACKUPS, LogFile, LogWriter
 
 
 def _files(path):
@@ -121,8 +122,31 @@ def test_writing_to_a_closed_writer_raises_naming_the_file(tmp_path):
         ({"path": "x", "max_bytes": 1.5}, ValueError, r"^LogFile\(max_bytes=1.5\) is not a size"),
         ({"path": "x", "max_bytes": True}, ValueError, r"^LogFile\(max_bytes=True\) is not a size"),
         ({"path": "x", "backups": -1}, ValueError, r"^LogFile\(backups=-1\) is not a number of old files to keep; use an int >= 0$"),
+        ({"path": "x", "backups": MAX_BACKUPS + 1}, ValueError, rf"^LogFile\(backups={MAX_BACKUPS + 1}\) is more old files than a log keeps \(at most {MAX_BACKUPS}\); use {MAX_BACKUPS} or fewer"),
     ],
 )
 def test_a_log_file_with_a_bad_value_is_refused_naming_it(kwargs, error, message):
     with pytest.raises(error, match=message):
         LogFile(**kwargs)
+
+
+# --------------------------------------------------------------- neighbours (issue 10)
+
+
+def test_a_new_log_file_is_readable_by_its_owner_and_group_only(tmp_path):
+    old = os.umask(0o022)
+    try:
+        _write(LogFile(str(tmp_path / "out.log")), b"up\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "out.log").st_mode) == 0o640
+
+
+def test_a_log_file_that_is_a_symlink_is_refused_naming_it_and_its_target_is_not_written(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"precious\n")
+    (tmp_path / "out.log").symlink_to(target)
+    with pytest.raises(OSError, match=r"^\[Errno 40\] the log file '.*/out\.log' is a symbolic link; logs are never written through one: remove it, or give its target as the path$"):
+        LogWriter(LogFile(str(tmp_path / "out.log")))
+    assert target.read_bytes() == b"precious\n"
+

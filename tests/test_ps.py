@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,8 @@ import pytest
 import occasional as occ
 from conftest import ROOT, descendants, reap_orphans, snapshot, wait_until_gone
 from occasional import ports
+from occasional.core.control import PS_DEADLINE, PS_MAX_FRAME
+from occasional.sck.frame import HEADER
 from test_framework import run
 
 OCCASIONAL = [sys.executable, "-m", "occasional"]
@@ -137,3 +140,67 @@ def test_a_runtime_removes_its_control_socket_when_it_stops(own_runtime_dir):
     inside = run(main)
     assert len(inside) == 1 and inside[0].endswith(".sock")
     assert list((own_runtime_dir / "occasional").iterdir()) == []
+
+
+# --------------------------------------------------------------- neighbours (issue 10)
+
+
+def _fake_sockets(own_runtime_dir: Path, names: list[str]) -> list[socket.socket]:
+    """Listening sockets in the runtime dir that never accept: a hung runtime, or not a runtime."""
+    d = own_runtime_dir / "occasional"
+    d.mkdir(mode=0o700, exist_ok=True)
+    made = []
+    for name in names:
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(d / name))
+        s.listen(1)
+        made.append(s)
+    return made
+
+
+def test_ps_gives_up_on_sockets_that_never_answer_at_one_deadline_for_all_and_lists_the_rest(own_runtime_dir):
+    hung = _fake_sockets(own_runtime_dir, ["1.sock", "2.sock", "3.sock", "4.sock"])
+
+    def main():
+        start = time.monotonic()
+        done = ps("--json")
+        return time.monotonic() - start, done.returncode, json.loads(done.stdout), done.stderr
+
+    try:
+        elapsed, status, found, stderr = run(main)
+    finally:
+        for s in hung:
+            s.close()
+    assert (status, [t["owner"] for t in found]) == (0, [os.getpid()])
+    assert stderr == "".join(f"occasional ps: skipped {n}.sock: no answer within {PS_DEADLINE:g} s\n" for n in range(1, 5))
+    assert PS_DEADLINE <= elapsed < PS_DEADLINE + 2.5  # once for all four, not once each
+
+
+def test_ps_skips_a_socket_that_announces_a_frame_over_its_limit(own_runtime_dir):
+    (lsock,) = _fake_sockets(own_runtime_dir, ["1.sock"])
+    with lsock:
+        lsock.settimeout(20)
+        proc = subprocess.Popen([*OCCASIONAL, "ps", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            conn, _ = lsock.accept()
+            with conn:
+                conn.sendall(HEADER.pack(PS_MAX_FRAME + 1))  # and never the frame: ps must not wait for it
+                out, err = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, json.loads(out)) == (0, [])
+    assert err == f"occasional ps: skipped 1.sock: peer announced a frame of {PS_MAX_FRAME + 1} bytes, over the limit of {PS_MAX_FRAME} bytes\n"
+
+
+def test_ps_prints_the_control_characters_of_names_and_argv_escaped():
+    def main(owner):
+        occ.spawn(idle, name="evil\x1b[2J\nname")
+        ports.open_port(["sh", "-c", "sleep 60", "x\x1b]0;title\x07y"], name="tab\there")
+        return ps(str(owner)).stdout
+
+    out = run(main, os.getpid())
+    assert [c for c in out if not c.isprintable() and c != "\n"] == []
+    rows = {line.split()[1]: line for line in out.splitlines()[2:]}
+    assert "evil\\x1b[2J\\nname" in rows and f"{__name__}.idle" in rows["evil\\x1b[2J\\nname"]
+    assert "port: sh -c sleep 60 x\\x1b]0;title\\x07y" in rows["tab\\there"]

@@ -222,6 +222,7 @@ def test_an_unknown_top_level_key_is_refused_naming_it(here):
         ('cwd = "nowhere"', "cwd", "is not a directory; create it or fix the path"),
         ('env = { DEBUG = true }', "env.DEBUG", "True is not an environment value; write it as a string, e.g. DEBUG = \"true\""),
         ('stdout = { path = "out.log", max_bytes = 0 }', "stdout.max_bytes", "0 is not a size; use an integer of bytes >= 1, e.g. max_bytes = 10485760"),
+        ('stdout = { path = "out.log", backups = 5000 }', "stdout.backups", "5000 is more old files than a log keeps (at most 1000); use backups = 1000 or fewer"),
         ('after = "db"', "after", "'db' is not a list of service names; write after = [\"db\"]"),
     ],
 )
@@ -229,6 +230,13 @@ def test_a_bad_value_is_refused_naming_its_line_and_key_and_saying_what_to_write
     message = refusal(here, f'[services.web]\nargv = ["true"]\n{line}\n')
     assert message.startswith(f"{here}/services.toml:3: services.web.{key}: ")
     assert says in message
+
+
+@pytest.mark.parametrize("line, key", [('stdout = "out.log"', "stdout"), ('stderr = { path = "out.log" }', "stderr.path")])
+def test_a_log_path_that_is_a_symlink_is_refused_before_anything_starts(here, line, key):
+    (here / "out.log").symlink_to(here / "elsewhere")
+    message = refusal(here, f'[services.web]\nargv = ["true"]\n{line}\n')
+    assert message == f"{here}/services.toml:3: services.web.{key}: '{here}/out.log' is a symbolic link; logs are never written through one: remove it, or give its target as the path"
 
 
 def test_an_executable_that_is_not_on_path_is_refused_before_anything_starts(here):

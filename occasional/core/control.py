@@ -6,22 +6,64 @@ user. A client connects and central writes one msgpack map describing the
 runtime and its process table, then closes. A runtime that was SIGKILLed
 leaves its socket behind; clients find it refuses connections and remove it
 (crash-only: nothing needs cleaning up for correctness).
+
+Trust (API.md section 10, issue 10): a runtime answers only its own user.
+The directory is opened without following a symlink and used only if this
+user owns it and nobody else can write to it; both ends then work through
+that open directory (``/proc/self/fd/N/...``), so it cannot be swapped for
+another after the check, and both ends check the other's uid (SO_PEERCRED).
+A neighbour who planted ``/tmp/occasional-<uid>`` before us gets a warning
+naming it, not our table; the runtime runs on without a control socket.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import selectors
 import socket
+import stat
+import struct
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import msgpack
 
-from ..sck.frame import HEADER, Decoder
+from ..sck.frame import HEADER, Decoder, FrameError
 
 if TYPE_CHECKING:
     import asyncio
 
+log = logging.getLogger("occasional.core")
+
 _STATES = {"R": "running", "S": "waiting", "D": "waiting", "T": "stopped", "t": "stopped", "Z": "ended", "X": "ended"}
+
+# `occasional ps` gives up on what has not answered after PS_DEADLINE seconds,
+# all sockets together (a runtime answers from its event loop in well under a
+# millisecond; one that does not is hung or not a runtime).
+PS_DEADLINE = 5.0
+# The largest table `occasional ps` accepts from one socket: a row is about 150
+# bytes of msgpack (measured: a supervisor's children), so 16 MiB is 100,000
+# processes, each a Linux process of 10 MiB or more (1 TB of RSS), far past any
+# runtime, and still 16,000 with a 1 KiB argv each; a larger frame header is
+# garbage or hostile, and the socket is skipped, its frame never buffered.
+PS_MAX_FRAME = 16 * 2**20
+
+_UCRED = struct.Struct("iII")  # struct ucred: pid_t pid, uid_t uid, gid_t gid
+
+
+class UnsafeDirectory(Exception):
+    """The runtime dir is not private to this user; ``str()`` says why and what to do."""
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        super().__init__(path, problem, fix)
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"the control socket directory {self.path!r} {self.problem}; {self.fix}"
 
 
 def runtime_dir() -> str:
@@ -31,45 +73,122 @@ def runtime_dir() -> str:
     return f"/tmp/occasional-{os.getuid()}"
 
 
-def socket_path(central_pid: int) -> str:
-    return os.path.join(runtime_dir(), f"{central_pid}.sock")
+def open_dir(path: str, *, create: bool) -> int | None:
+    """An fd of ``path`` if it is a directory that only this user can change;
+    None if it does not exist and ``create`` is false.
+
+    Raises:
+        UnsafeDirectory: a symlink, not a directory, another user's, or
+            writable by group or others.
+    """
+    if create:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass  # checked below, like one we did not make
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    except OSError as e:  # ENOTDIR for a symlink, given O_NOFOLLOW with O_DIRECTORY
+        if os.path.islink(path):
+            raise UnsafeDirectory(path, "is a symbolic link", "remove it; occasional makes the directory itself, 0700") from None
+        if isinstance(e, NotADirectoryError):
+            raise UnsafeDirectory(path, "is not a directory", "remove it; occasional makes the directory itself, 0700") from None
+        raise
+    st = os.fstat(fd)
+    me = os.geteuid()
+    if st.st_uid != me:
+        os.close(fd)
+        raise UnsafeDirectory(
+            path,
+            f"belongs to uid {st.st_uid}, not to this user (uid {me})",
+            "have it removed (its owner or root can), or set XDG_RUNTIME_DIR to a directory of your own",
+        )
+    if st.st_mode & 0o022:
+        os.close(fd)
+        raise UnsafeDirectory(
+            path,
+            f"can be written by group or others (mode {stat.S_IMODE(st.st_mode):04o})",
+            f"make it private with chmod 700 {path!r}",
+        )
+    return fd
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The effective uid of the process at the other end of a Unix socket."""
+    _pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return uid
+
+
+class _Listening(socket.socket):
+    """A listening socket that remembers the directory it was bound in, by fd."""
+
+    __slots__ = ("dir_fd", "name")
+
+    dir_fd: int
+    name: str
 
 
 def listen(central_pid: int) -> socket.socket | None:
-    """The listening socket of a runtime, or None if the runtime dir is unusable."""
-    path = socket_path(central_pid)
+    """The listening socket of a runtime, or None (with a WARNING saying why)
+    if the runtime dir is unusable: the runtime then runs without one."""
+    path = runtime_dir()
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        st = os.stat(os.path.dirname(path))
-        if st.st_uid != os.getuid():
-            return None  # someone else's directory: never talk through it
+        dir_fd = open_dir(path, create=True)
+    except UnsafeDirectory as e:
+        log.warning("%s. This runtime runs without a control socket: `occasional ps` will not list it", e)
+        return None
+    except OSError as e:
+        log.warning("cannot make the control socket directory %r (%s); this runtime runs without a control socket", path, e)
+        return None
+    assert dir_fd is not None
+    name = f"{central_pid}.sock"
+    sock = _Listening(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.dir_fd, sock.name = dir_fd, name
+    try:
         try:
-            os.unlink(path)  # a stale socket of a runtime that had our pid
+            os.unlink(name, dir_fd=dir_fd)  # a stale socket of a runtime that had our pid
         except FileNotFoundError:
             pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
+        # Bound through the fd checked above, never through the path again.
+        sock.bind(f"/proc/self/fd/{dir_fd}/{name}")
         sock.listen(16)
         sock.setblocking(False)
         return sock
-    except OSError:
+    except OSError as e:
+        log.warning("cannot listen on %r (%s); this runtime runs without a control socket", os.path.join(path, name), e)
+        sock.close()
+        os.close(dir_fd)
         return None
 
 
 class Server:
-    """Central's side: answers each connection with one frame, the table."""
+    """Central's side: answers each connection of its own user with one frame, the table."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, lsock: socket.socket, table: Callable[[], dict[str, Any]]) -> None:
         self.loop = loop
         self.lsock = lsock
         self.table = table
-        self.path = lsock.getsockname()
+        self.uid = os.geteuid()
         loop.add_reader(lsock.fileno(), self._on_accept)
 
     def _on_accept(self) -> None:
         try:
             conn, _ = self.lsock.accept()
         except OSError:
+            return
+        try:
+            uid = peer_uid(conn)
+        except OSError:
+            uid = -1
+        if uid != self.uid:
+            # Only root can reach into our 0700 directory; it still gets nothing
+            # (API.md section 10: no socket accepts a peer of another user).
+            log.warning("refused a connection to the control socket from uid %d: a runtime answers only its own user (uid %d)", uid, self.uid)
+            conn.close()
             return
         conn.setblocking(False)
         payload = msgpack.packb(self.table())
@@ -86,17 +205,19 @@ class Server:
     def close(self) -> None:
         self.loop.remove_reader(self.lsock.fileno())
         self.lsock.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
+        if isinstance(self.lsock, _Listening):
+            try:
+                os.unlink(self.lsock.name, dir_fd=self.lsock.dir_fd)
+            except OSError:
+                pass
+            os.close(self.lsock.dir_fd)
 
 
 def proc_state(os_pid: int) -> str:
     try:
         with open(f"/proc/{os_pid}/stat", "rb") as f:
-            stat = f.read()
-        letter = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3].decode()
+            data = f.read()
+        letter = data[data.rindex(b")") + 2 : data.rindex(b")") + 3].decode()
     except (OSError, ValueError):
         return "ended"
     return _STATES.get(letter, letter)
@@ -120,48 +241,134 @@ def cmdline(os_pid: int) -> list[str]:
         return []
 
 
-def read_runtime(path: str, timeout: float = 2.0) -> dict[str, Any] | None:
-    """The table of one runtime; None if nothing answers there (the stale
-    socket is then removed)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+@dataclass
+class Scan:
+    """What ``occasional ps`` found: the tables of the runtimes that answered,
+    oldest first, and a line for each socket it skipped, saying why."""
+
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def runtimes(deadline: float = PS_DEADLINE, max_frame: int = PS_MAX_FRAME) -> Scan:
+    """Every running runtime of this user, read all at once within ``deadline``
+    seconds: one that never answers costs the deadline once, not per socket.
+
+    Raises:
+        UnsafeDirectory: the runtime dir is not private to this user; nothing
+            in it was read.
+    """
+    dir_fd = open_dir(runtime_dir(), create=False)
+    scan = Scan()
+    if dir_fd is None:
+        return scan
     try:
-        sock.connect(path)
+        _read_all(dir_fd, sorted(n for n in os.listdir(dir_fd) if n.endswith(".sock")), deadline, max_frame, scan)
+    finally:
+        os.close(dir_fd)
+    scan.tables.sort(key=lambda t: t.get("started_at") or 0)
+    return scan
+
+
+class _Reader:
+    """One socket being read: a Decoder that keeps at most ``max_frame`` bytes."""
+
+    def __init__(self, name: str, sock: socket.socket, max_frame: int) -> None:
+        self.name = name
+        self.sock = sock
+        self.decoder = Decoder(max_frame=max_frame)
+
+
+def _read_all(dir_fd: int, names: list[str], deadline: float, max_frame: int, scan: Scan) -> None:
+    end = time.monotonic() + deadline
+    sel = selectors.DefaultSelector()
+    try:
+        for name in names:
+            connected = _connect(dir_fd, name, max_frame, scan)
+            if connected is not None:
+                sel.register(connected.sock, selectors.EVENT_READ, connected)
+        while sel.get_map():
+            left = end - time.monotonic()
+            ready = sel.select(left) if left > 0 else []
+            if not ready:
+                for key in list(sel.get_map().values()):
+                    scan.skipped.append(f"{key.data.name}: no answer within {deadline:g} s")
+                    sel.unregister(key.fileobj)
+                    key.fileobj.close()  # type: ignore[union-attr]
+                return
+            for key, _ in ready:
+                reader: _Reader = key.data
+                done = _read_some(reader, scan)
+                if done:
+                    sel.unregister(reader.sock)
+                    reader.sock.close()
+    finally:
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        sel.close()
+
+
+def _connect(dir_fd: int, name: str, max_frame: int, scan: Scan) -> _Reader | None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        # Through the directory fd checked by open_dir, never through the path again.
+        sock.connect(f"/proc/self/fd/{dir_fd}/{name}")
+        uid = peer_uid(sock)
     except (ConnectionRefusedError, FileNotFoundError):
         sock.close()
         try:
-            os.unlink(path)
+            os.unlink(name, dir_fd=dir_fd)  # a runtime that was SIGKILLed left it
         except OSError:
             pass
         return None
-    except OSError:
+    except BlockingIOError:
         sock.close()
+        scan.skipped.append(f"{name}: busy (its queue of connections is full)")
         return None
-    dec = Decoder()
-    try:
-        with sock:
-            while True:
-                data = sock.recv(1 << 16)
-                if not data:
-                    return None
-                for frame in dec.feed(data):
-                    table: dict[str, Any] = msgpack.unpackb(frame, raw=False)
-                    return table
-    except OSError:
+    except OSError as e:
+        sock.close()
+        scan.skipped.append(f"{name}: cannot connect ({e.strerror or e})")
         return None
+    me = os.geteuid()
+    if uid != me:
+        sock.close()
+        scan.skipped.append(f"{name}: refused, it is served by uid {uid}, not by this user (uid {me})")
+        return None
+    return _Reader(name, sock, max_frame)
 
 
-def runtimes() -> list[dict[str, Any]]:
-    """Every running runtime of this user, oldest first."""
-    d = runtime_dir()
+def _read_some(reader: _Reader, scan: Scan) -> bool:
+    """Read what the socket holds; True once this socket is done with."""
     try:
-        names = sorted(n for n in os.listdir(d) if n.endswith(".sock"))
-    except OSError:
-        return []
-    found = []
-    for n in names:
-        table = read_runtime(os.path.join(d, n))
-        if table is not None:
-            found.append(table)
-    found.sort(key=lambda t: t.get("started_at", 0))
-    return found
+        data = reader.sock.recv(1 << 16)
+    except BlockingIOError:
+        return False
+    except OSError as e:
+        scan.skipped.append(f"{reader.name}: {e.strerror or e}")
+        return True
+    try:
+        if not data:
+            reader.decoder.close()
+            scan.skipped.append(f"{reader.name}: closed without an answer")
+            return True
+        frames = reader.decoder.feed(data)
+    except FrameError as e:
+        scan.skipped.append(f"{reader.name}: {e}")
+        return True
+    if not frames:
+        # A header over max_frame: skipped now, its frame never awaited nor buffered.
+        error = getattr(reader.decoder, "error", None)
+        if error is not None:
+            scan.skipped.append(f"{reader.name}: {error}")
+            return True
+        return False
+    try:
+        table = msgpack.unpackb(frames[0], raw=False)
+    except Exception as e:  # msgpack raises several types for bad bytes
+        scan.skipped.append(f"{reader.name}: its answer is not msgpack ({type(e).__name__})")
+        return True
+    if not isinstance(table, dict) or not isinstance(table.get("processes"), list):
+        scan.skipped.append(f"{reader.name}: its answer is not a runtime's table")
+        return True
+    scan.tables.append(table)
+    return True

@@ -42,7 +42,8 @@ a path with a slash is relative to the service's cwd) or ``function``
   before them;
 - ``stdout``: ``"inherit"`` (default), a file path (relative to the file's
   directory), or ``{ path = ..., max_bytes = 10485760, backups = 5 }``,
-  rotated by size between lines; ``stderr``: the same, or ``"stdout"``.
+  rotated by size between lines (``backups`` at most 1000); created 0640,
+  never written through a symlink; ``stderr``: the same, or ``"stdout"``.
 
 The file is checked whole before anything starts (``load``); every error
 names the file, the line where it can be found, the key, and the fix.
@@ -65,7 +66,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..behaviours.supervisor import RESTARTS
-from .logfile import LogFile
+from .logfile import MAX_BACKUPS, LogFile
 
 TOP_KEYS = ("services", "intensity", "period", "backoff")
 SERVICE_KEYS = ("argv", "function", "args", "restart", "backoff", "shutdown", "env", "cwd", "after", "stdout", "stderr")
@@ -372,7 +373,14 @@ def _output(c: _Checker, keys: tuple[str, ...], value: Any, words: tuple[str, ..
     backups = table.get("backups", LogFile.backups)
     if isinstance(backups, bool) or not isinstance(backups, int) or backups < 0:
         raise c.fail((*keys, "backups"), f"{backups!r} is not a number of old files to keep; use an integer >= 0, e.g. backups = 5")
-    return LogFile(os.path.join(c.directory, path), max_bytes, backups)
+    if backups > MAX_BACKUPS:
+        raise c.fail((*keys, "backups"), f"{backups!r} is more old files than a log keeps (at most {MAX_BACKUPS}); use backups = {MAX_BACKUPS} or fewer, and a larger max_bytes to keep more")
+    spec = LogFile(os.path.join(c.directory, path), max_bytes, backups)
+    # Refused now, before anything starts; the writer refuses it again when it
+    # opens the file (O_NOFOLLOW), should one appear later (issue 10).
+    if os.path.islink(spec.path):
+        raise c.fail(keys if isinstance(value, str) else (*keys, "path"), f"{spec.path!r} is a symbolic link; logs are never written through one: remove it, or give its target as the path")
+    return spec
 
 
 def _check_logs_apart(c: _Checker, services: list[Service]) -> None:

@@ -6,12 +6,22 @@ a ``LogWriter`` writes it. Rotation renames ``path`` to ``path.1``,
 dropped), and only ever happens between two lines: supervisord rotates in
 the middle of a line (supervisord #749), and a line cut in two is a record
 that no log reader can parse.
+
+A log file is created 0640 and never opened through a symlink (issue 10): a
+neighbour who can write to the log's directory must not be able to point our
+output, as whichever user runs the service, at a file of their choosing.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
+
+# At most this many old files: rotation renames each of them, every time
+# (1,000 renames take a few milliseconds); a larger count is a typo, and
+# backups = 10**9 would stall the writer in renames at every rotation.
+MAX_BACKUPS = 1000
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class LogFile:
         b = self.backups
         if isinstance(b, bool) or not isinstance(b, int) or b < 0:
             raise ValueError(f"LogFile(backups={b!r}) is not a number of old files to keep; use an int >= 0")
+        if b > MAX_BACKUPS:
+            raise ValueError(f"LogFile(backups={b!r}) is more old files than a log keeps (at most {MAX_BACKUPS}); use {MAX_BACKUPS} or fewer, and a larger max_bytes to keep more")
 
 
 class LogWriter:
@@ -70,7 +82,16 @@ class LogWriter:
         self._open()
 
     def _open(self) -> None:
-        self._fd = os.open(self.spec.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        path = self.spec.path
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o640)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OSError(
+                    errno.ELOOP,
+                    f"the log file {path!r} is a symbolic link; logs are never written through one: remove it, or give its target as the path",
+                ) from None
+            raise
         self._size = os.fstat(self._fd).st_size
 
     def write(self, data: bytes) -> None:
