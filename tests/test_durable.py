@@ -349,7 +349,7 @@ def values_of_many_types() -> Any:
 
 
 def make_values_then_wait(main: occ.Pid) -> Any:
-    made = durable.step(values_of_many_types)
+    made = durable.step(values_of_many_types)()
     occ.send(main, ("made", occ.slf()))
     occ.receive(("go",))
     return made
@@ -426,6 +426,60 @@ def test_a_function_decorated_with_step_is_journaled_like_a_step_call(journal, t
         return durable.result("ledger", timeout=10)
 
     assert (run(main, journal=journal), effects(log)) == (("ok", [10, 14]), [[5], [7]])
+
+
+def decorate_a_step_inside_then_wait(main: occ.Pid, log: str) -> int:
+    @durable.step
+    def fetch(x: int) -> int:
+        note(log, x)
+        return x * 10
+
+    value = fetch(3)
+    occ.send(main, ("fetched", occ.slf()))
+    occ.receive(("go",))
+    return value
+
+
+def test_a_step_decorated_inside_a_durable_function_is_a_step_that_replay_does_not_run_again(journal, tmp_path):
+    log = str(tmp_path / "effects")
+
+    def main():
+        pid = durable.spawn("inside", decorate_a_step_inside_then_wait, occ.slf(), log)
+        _, pid = occ.receive(("fetched", occ.ANY), timeout=10)
+        sigkill(pid)
+        occ.send(pid, ("go",))
+        return durable.result("inside", timeout=10)
+
+    assert (run(main, journal=journal), effects(log)) == (("ok", 30), [[3]])
+
+
+def draw_with_a_zero_argument_step_then_wait(main: occ.Pid, log: str) -> int:
+    def draw() -> int:
+        note(log, "drawn")
+        return 4
+
+    value = durable.step(draw)()
+    occ.send(main, ("drawn", occ.slf()))
+    occ.receive(("go",))
+    return value
+
+
+def test_step_of_a_function_alone_called_with_no_arguments_runs_a_zero_argument_step(journal, tmp_path):
+    log = str(tmp_path / "effects")
+
+    def main():
+        pid = durable.spawn("zero", draw_with_a_zero_argument_step_then_wait, occ.slf(), log)
+        _, pid = occ.receive(("drawn", occ.ANY), timeout=10)
+        sigkill(pid)
+        occ.send(pid, ("go",))
+        return durable.result("zero", timeout=10)
+
+    assert (run(main, journal=journal), effects(log)) == (("ok", 4), [["drawn"]])
+
+
+def test_step_of_something_not_callable_alone_raises_type_error_naming_it():
+    with pytest.raises(TypeError, match=r"^durable\.step\(42\): 42 is not callable; decorate a function"):
+        durable.step(42)
 
 
 def charge_and_crash_once(log: str) -> str:

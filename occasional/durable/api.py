@@ -218,27 +218,32 @@ def step(f: Callable[..., Any], *args: Any, retry: Retry | None = None) -> Any: 
 def step(f: Callable[..., Any], *args: Any, retry: Retry | None = None) -> Any:
     """Run ``f(*args)`` once and journal its result or exception.
 
-    ``durable.step(f, *args)`` runs it now; ``@durable.step`` makes every call
-    of ``f`` a step. On replay the recorded outcome is returned (or raised)
-    without calling ``f``. At least once: a crash after ``f`` had its effect
-    but before its outcome was committed runs it again, so ``f`` can use
-    ``durable.step_key()`` (``"{id}:{n}"`` for the n-th step of the process,
-    the same in every attempt) as an idempotency key, and ``durable.attempt()``.
-    With ``retry=``, an exception (an ``Exception``, not a BaseException) is
+    ``durable.step(f)`` with nothing else is the decorator, wherever it is
+    written (module level, inside a durable function): it returns ``f`` made
+    a step, so every call of it is one, and ``durable.step(f)()`` runs a
+    zero-argument step now. With arguments or ``retry=``, ``durable.step(f,
+    *args)`` runs ``f(*args)`` as a step now (API.md section 7). On replay the
+    recorded outcome is returned (or raised) without calling ``f``. At least
+    once: a crash after ``f`` had its effect but before its outcome was
+    committed runs it again, so ``f`` can use ``durable.step_key()``
+    (``"{id}:{n}"`` for the n-th step of the process, the same in every
+    attempt) as an idempotency key, and ``durable.attempt()``. With
+    ``retry=``, an exception (an ``Exception``, not a BaseException) is
     retried after a durable wait; the last one is the outcome.
+
+    Raises:
+        TypeError: ``f`` is not callable, or ``retry`` is not a durable.Retry.
+        RuntimeError: the step runs outside a durable process.
     """
-    if not args and retry is None and callable(f) and _decorating():
+    # The form alone decides, never where it is written: a decorator inside a
+    # durable function used to run f at once (issue 10).
+    if not args and retry is None:
+        if not callable(f):
+            raise TypeError(
+                f"durable.step({f!r}): {f!r} is not callable; decorate a function, or pass the function to run"
+            )
         return _decorate(f)
     return _step(f, args, retry)
-
-
-def _decorating() -> bool:
-    """``@durable.step`` (no arguments): outside a durable process, or in a
-    module body that a durable process imports; ``durable.step(f)`` called in
-    a durable process's code runs f."""
-    if not isinstance(context.peek(), DurableContext):
-        return True
-    return sys._getframe(2).f_code.co_name == "<module>"
 
 
 def _decorate(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,4 +1,11 @@
-"""``occasional journal ls|show|replay``: look into a journal (API.md section 9)."""
+"""``occasional journal ls|show|replay``: look into a journal (API.md section 9).
+
+``ls`` and ``show`` run no code from the journal (API.md section 10): values
+that travelled as dill pickles are printed as ``<dill, N bytes>`` unless
+``--trust`` is given, since unpickling runs whatever the pickle says. The rest
+of a body (msgpack and our extension types) is plain data and is decoded.
+``replay`` runs the journal's code by design, as a resume would.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 
@@ -32,6 +39,12 @@ def add_journal_command(commands: Any) -> None:
     show_p.add_argument("path", metavar="PATH")
     show_p.add_argument("id", metavar="ID")
     show_p.set_defaults(handler=_show)
+    for p in (ls_p, show_p):
+        p.add_argument(
+            "--trust", action="store_true",
+            help="decode values stored as dill pickles too; unpickling runs code from the journal, so only "
+            "for a journal you trust (without it they show as <dill, N bytes>)",
+        )  # fmt: skip
     replay_p = sub.add_parser(
         "replay",
         help="replay a durable process's journal against the current code, with no side effects",
@@ -44,11 +57,13 @@ def add_journal_command(commands: Any) -> None:
     replay_p.set_defaults(handler=_replay)
 
 
-def _open(path: str) -> Reader:
+def _open(path: str, command: str) -> Reader:
     try:
         return Reader(sqlite_path(path))
     except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"occasional journal: {e}") from None
+        # Exit 2, as `occasional up` for a file it refuses: nothing was read.
+        print(f"occasional journal {command}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _short(value: Any) -> str:
@@ -56,11 +71,46 @@ def _short(value: Any) -> str:
     return text if len(text) <= _WIDTH else text[: _WIDTH - 3] + "..."
 
 
-def _load(body: bytes) -> Any:
-    try:
-        return codec.loads(body)
-    except Exception:
-        return _Opaque(len(body))
+class _Pickled:
+    """A value the journal holds as a dill pickle, left undecoded."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"<dill, {self.n} bytes>"
+
+
+def _inert_hook(code: int, data: bytes) -> Any:
+    # codec's extension types, decoded without unpickling anything (issue 10):
+    # a dill pickle (an object, an exception) runs code when loaded.
+    if code == codec.EXT_DILL or code == codec.EXT_EXCEPTION:
+        return _Pickled(len(data))
+    if code in (codec.EXT_TUPLE, codec.EXT_SET, codec.EXT_FROZENSET):
+        items = _inert(data)
+        return tuple(items) if code == codec.EXT_TUPLE else set(items) if code == codec.EXT_SET else frozenset(items)
+    if code in (codec.EXT_PID, codec.EXT_REF, codec.EXT_PORT, codec.EXT_BIGINT):
+        return codec._ext_hook(code, data)  # plain numbers, no pickle
+    return msgpack.ExtType(code, data)
+
+
+def _inert(body: bytes) -> Any:
+    return msgpack.unpackb(body, ext_hook=_inert_hook, raw=False, strict_map_key=False)
+
+
+def _decoder(trust: bool) -> Callable[[bytes], Any]:
+    """How bodies are decoded: with ``--trust`` as a process would, else without running code."""
+    decode = codec.loads if trust else _inert
+
+    def load(body: bytes) -> Any:
+        try:
+            return decode(body)
+        except Exception:
+            return _Opaque(len(body))
+
+    return load
 
 
 class _Opaque:
@@ -71,15 +121,16 @@ class _Opaque:
         return f"<{self.n} bytes this interpreter cannot decode>"
 
 
-def _reason(raw: bytes | None) -> str:
+def _reason(raw: bytes | None, load: Callable[[bytes], Any]) -> str:
     if raw is None:
         return ""
     kind, detail = msgpack.unpackb(raw)
-    return _short((kind, _load(detail)))
+    return _short((kind, load(detail)))
 
 
 def _ls(args: argparse.Namespace) -> int:
-    with _open(args.path) as reader:
+    load = _decoder(args.trust)
+    with _open(args.path, "ls") as reader:
         counts = reader.counts()
         rows = reader.processes()
         print(f"{'ID':<20} {'STATUS':<8} {'EVENTS':>7} {'MESSAGES':>8}  FUNCTION / REASON")
@@ -88,55 +139,62 @@ def _ls(args: argparse.Namespace) -> int:
             status = row.status
             if status == "asleep" and row.wake_at:
                 status = f"asleep (wakes in {max(0.0, row.wake_at - time.time()):.0f} s)"
-            tail = row.function + (f"  {_reason(row.reason)}" if row.reason else "")
+            tail = row.function + (f"  {_reason(row.reason, load)}" if row.reason else "")
             print(f"{row.id:<20} {status:<8} {events:>7} {messages:>8}  {tail}")
     return 0
 
 
-def _body(kind: str, body: bytes, mailbox: dict[int, bytes]) -> str:
+def _body(kind: str, body: bytes, mailbox: dict[int, bytes], load: Callable[[bytes], Any]) -> str:
     if kind == "receive":
         seq = msgpack.unpackb(body)
         if seq is None:
             return "timed out"
-        return f"#{seq} {_short(_load(mailbox[seq])) if seq in mailbox else '?'}"
+        return f"#{seq} {_short(load(mailbox[seq])) if seq in mailbox else '?'}"
     if kind in ("now", "random", "uuid4", "sleep", "step.attempt"):
         value = msgpack.unpackb(body)
         if kind == "sleep":
             return f"until {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))}"
         return _short(value) if kind != "step.attempt" else f"attempt {value}"
+    loaded = load(body)
     if kind == "step":
-        ok, value = _load(body)[:2] if not isinstance(_load(body), _Opaque) else (True, _load(body))
+        if isinstance(loaded, _Opaque):
+            return repr(loaded)
+        ok, value = loaded[:2]
         return _short(value) if ok else f"raised {_short(value)}"
     if kind == "step.retry":
-        loaded = _load(body)
         if isinstance(loaded, _Opaque):
             return repr(loaded)
         failures, exc, until = loaded
         return f"failure {failures}: {_short(exc)}, next attempt at {time.strftime('%H:%M:%S', time.localtime(until))}"
     if kind == "send":
-        loaded = _load(body)
         return f"send #{loaded}" if isinstance(loaded, int) else _short(loaded)
-    return _short(_load(body))
+    return _short(loaded)
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _open(args.path) as reader:
+    load = _decoder(args.trust)
+    with _open(args.path, "show") as reader:
         row = reader.process(args.id)
         if row is None:
             print(f"occasional journal show: the journal {args.path!r} has no durable process {args.id!r}; "
                   "`occasional journal ls PATH` lists them", file=sys.stderr)
             return 1
         mailbox = {seq: body for seq, _sender, _send_seq, body in reader.mailbox(args.id)}
-        print(f"{row.id}: {row.function}, {row.status}" + (f", {_reason(row.reason)}" if row.reason else ""))
+        print(f"{row.id}: {row.function}, {row.status}" + (f", {_reason(row.reason, load)}" if row.reason else ""))
         print(f"{'SEQ':>6}  {'KIND':<13} {'NAME':<20} BODY")
-        for seq, kind, name, body in reader.events(args.id):
-            print(f"{seq:>6}  {kind:<13} {name:<20} {_body(kind, body, mailbox)}")
-        taken = {msgpack.unpackb(body) for _s, kind, _n, body in reader.events(args.id) if kind == "receive"}
+        events = reader.events(args.id)
+        for seq, kind, name, body in events:
+            try:
+                text = _body(kind, body, mailbox, load)
+            except Exception:  # an entry of another shape than its kind's: still print every entry
+                text = repr(_Opaque(len(body)))
+            print(f"{seq:>6}  {kind:<13} {name:<20} {text}")
+        taken = {msgpack.unpackb(body) for _s, kind, _n, body in events if kind == "receive"}
         left = [(seq, body) for seq, body in mailbox.items() if seq not in taken]
         if left:
             print(f"mailbox, not received yet ({len(left)}):")
             for seq, body in left:
-                print(f"{'#' + str(seq):>6}  {_short(_load(body))}")
+                print(f"{'#' + str(seq):>6}  {_short(load(body))}")
     return 0
 
 
@@ -159,7 +217,7 @@ def _check(path: str, id: str) -> tuple[str, str]:
     except NonDeterminism as e:
         return ("nondeterminism", f"NonDeterminism: {e}")
     except BaseException as e:
-        recorded = _reason(row.reason)
+        recorded = _reason(row.reason, _decoder(True))
         return ("raised", f"the replay raised {e!r} (the journal records {recorded or 'no end yet'})")
 
 
@@ -167,7 +225,7 @@ def _replay(args: argparse.Namespace) -> int:
     import occasional as occ
 
     path = sqlite_path(args.path)
-    _open(path).close()
+    _open(path, "replay").close()
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: the journal's modules in the current directory
     status, text = occ.run(_check, path, args.id)
