@@ -158,6 +158,9 @@ def send(dest: Any, msg: Any) -> None:
         occasional.NoProcess: ``dest`` is a name no process holds.
         TypeError: ``dest`` is not an address, or ``msg`` cannot be serialised
             (nothing is sent).
+        ValueError: ``msg`` is over 1 GiB encoded (``codec.MAX_MESSAGE``, the
+            frame limit of every receiver); nothing is sent, and the messages
+            sent after it arrive as usual (API.md section 10).
     """
     ctx = _context._current
     if ctx is None or ctx.closed:

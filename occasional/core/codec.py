@@ -10,15 +10,18 @@ dill (ARCHITECTURE.md, "Wire format").
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import io
 import pickle
+import reprlib
 import struct
 from types import ModuleType
 from typing import Any
 
 import msgpack
 
+from ..sck.frame import DEFAULT_MAX_FRAME
 from .pid import Pid, Port, Ref
 from .reasons import TRACEBACK_ATTR, keep_traceback
 
@@ -38,6 +41,39 @@ _make_ref = Ref._make
 _make_port = Port._make
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
+
+# The largest message, encoded: what every process's Decoder accepts from a
+# peer. A larger one is refused in the sender (API.md section 10); sent, it
+# would make the receiver drop the connection and every message behind it.
+MAX_MESSAGE = DEFAULT_MAX_FRAME
+# msgpack's limit for one str, bytes, list or dict (2**32 - 1).
+_ITEM_LIMIT = 0xFFFFFFFF
+
+
+def message_too_large(size: str) -> ValueError:
+    """The error for a message of ``size`` bytes (a number, or "more than N")."""
+    return ValueError(
+        f"a message of {size} bytes (encoded) is over the limit of {MAX_MESSAGE} bytes for one message; "
+        "nothing was sent. Send large data in parts, or write it to a file and send the file's path"
+    )
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib, which slices a long str before it reprs it, doing the same
+    for bytes: an error about a 4 GiB message must not build a 16 GiB repr."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        if len(x) <= self.maxstring:
+            return builtins.repr(x)
+        return f"{builtins.repr(x[: self.maxstring])}... ({len(x)} bytes)"
+
+    repr_bytearray = repr_bytes
+
+
+_short = _ShortRepr()
+_short.maxstring = 60
+_short.maxother = 200
+short_repr = _short.repr
 
 
 def _save_module(pickler: Any, module: ModuleType) -> None:
@@ -102,16 +138,32 @@ def _ext(code: int, data: bytes) -> Any:
     return _new_tuple(_ExtType, (code, data))
 
 
+# A Packer keeps its buffer at the largest size it ever packed: after a 1 GiB
+# message (or a failed 4 GiB one) a process would hold that much for good.
+# A Packer that packed more than this is replaced, which frees its buffer.
+_KEEP_BUFFER = 1 << 20
+
+
+def _new_packer() -> msgpack.Packer:
+    return msgpack.Packer(default=_default, strict_types=True, use_bin_type=True)
+
+
 def _pack(obj: Any) -> bytes:
     global _depth
     depth = _depth
     if depth == len(_packers):
-        _packers.append(msgpack.Packer(default=_default, strict_types=True, use_bin_type=True))
+        _packers.append(_new_packer())
     _depth = depth + 1
     try:
-        return _packers[depth].pack(obj)  # type: ignore[no-any-return]
+        data: bytes = _packers[depth].pack(obj)
+    except BaseException:
+        _packers[depth] = _new_packer()
+        raise
     finally:
         _depth = depth
+    if len(data) > _KEEP_BUFFER:
+        _packers[depth] = _new_packer()
+    return data
 
 
 def _default(obj: Any) -> Any:
@@ -135,7 +187,7 @@ def _default(obj: Any) -> Any:
     try:
         return _ext(EXT_DILL, _dill_dumps(obj))
     except Exception as e:
-        raise TypeError(f"cannot serialize {obj!r} ({t.__qualname__}): {e}") from e
+        raise TypeError(f"cannot serialize {short_repr(obj)} ({t.__qualname__}): {e}") from e
 
 
 def _dump_exception(exc: BaseException) -> bytes:
@@ -174,13 +226,21 @@ def _unpack(data: bytes) -> Any:
 
 
 def dumps(obj: Any) -> bytes:
-    """Serialize a message value. Raises TypeError naming what cannot be sent."""
+    """Serialize a message value.
+
+    Raises:
+        TypeError: naming what cannot be sent.
+        ValueError: a str, bytes, list or dict in it is over msgpack's limit
+            of 2**32 - 1 (so the message would be over MAX_MESSAGE anyway).
+    """
     try:
         return _pack(obj)
     except TypeError:
         raise
     except Exception as e:  # msgpack raises ValueError for over-deep nesting, etc.
-        raise TypeError(f"cannot serialize {obj!r}: {e}") from e
+        if isinstance(e, ValueError) and str(e).endswith("is too large"):
+            raise message_too_large(f"more than {_ITEM_LIMIT}") from e
+        raise TypeError(f"cannot serialize {short_repr(obj)}: {e}") from e
 
 
 loads = _unpack

@@ -41,6 +41,7 @@ _pack_frame = HEADER.pack
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 _now = time.monotonic
+_MAX_MESSAGE = codec.MAX_MESSAGE
 
 _ERRORS: dict[str, Callable[..., BaseException]] = {
     "NameTaken": NameTaken,
@@ -116,8 +117,19 @@ class Context:
     # -- central ---------------------------------------------------------------
 
     def tell(self, frame: list[Any]) -> None:
-        """Send a control frame to central (blocking: central always reads)."""
+        """Send a control frame to central (blocking: central always reads).
+
+        Raises ValueError, sending nothing, for a frame central's Decoder
+        would refuse (a spawn whose arguments are over the limit): sent, it
+        would cost this process its connection to central.
+        """
         payload = _packb(frame)
+        if len(payload) > _MAX_MESSAGE:
+            raise ValueError(
+                f"a request to the runtime's central services of {len(payload)} bytes (encoded) is over the limit "
+                f"of {_MAX_MESSAGE} bytes; nothing was sent. Pass large data to a process in parts, or write it "
+                "to a file and pass the file's path"
+            )
         try:
             self.central.sendall(_pack_frame(len(payload)) + payload)
         except OSError as e:
@@ -151,8 +163,11 @@ class Context:
         if not data:
             self.closed = True
             raise RuntimeError("the runtime's central services are gone; the runtime has ended")
-        for frame in self.central_dec.feed(data):
+        dec = self.central_dec
+        for frame in dec.feed(data):
             self._on_central(_unpackb(frame, raw=False, strict_map_key=False))
+        if dec.error is not None:
+            raise dec.error
 
     def _on_central(self, msg: list[Any]) -> None:
         op = msg[0]
@@ -237,6 +252,11 @@ class Context:
                 log.warning("closed the connection from process %s: a frame is not a message (%s)", peer.pid_id, e)
                 self._close_peer(peer)
                 return False
+        if peer.dec.error is not None:
+            # The messages before the bad header are in the mailbox (issue 10).
+            log.warning("closed the connection from process %s: %s", peer.pid_id, peer.dec.error)
+            self._close_peer(peer)
+            return False
         return True
 
     def _append_alive(self, msg: Any) -> None:
@@ -297,14 +317,21 @@ class Context:
     # -- the public verbs --------------------------------------------------------
 
     def send_bytes(self, pid_id: int, payload: bytes) -> None:
-        """Queue one encoded message for ``pid_id`` and push what can go now."""
+        """Queue one encoded message for ``pid_id`` and push what can go now.
+
+        Raises ValueError, sending nothing, for a message over codec.MAX_MESSAGE,
+        whatever the destination (to itself, to a process that has ended),
+        so that whether it raises does not depend on where it goes.
+        """
+        n = len(payload)
+        if n > _MAX_MESSAGE:
+            raise codec.message_too_large(str(n))
         if pid_id == self.pid.id:
             self._append_alive(codec.loads(payload))
             return
         peer = self.out.get(pid_id) or self._connect(pid_id)
         if peer is None:
             return  # the process has ended: the message is dropped, as in Erlang
-        n = len(payload)
         out = peer.out
         if n < 65536:
             data: bytes | memoryview = _pack_frame(n) + payload
@@ -447,12 +474,14 @@ class Context:
         """Report the final reason to central (the last thing a process says)."""
         kind, detail = reason
         try:
-            detail_bytes = codec.dumps(detail)
-        except TypeError as e:
-            kind = "error"
-            err = TypeError(f"the process returned {detail!r}, which cannot be sent as a value: {e}")
-            detail_bytes = codec.dumps(err)
-            detail = err
+            self._tell_exit(kind, detail)
+        except (TypeError, ValueError) as e:
+            # Not serialisable, or over the limit (tell sent nothing then).
+            err = type(e)(f"the process returned {codec.short_repr(detail)}, which cannot be sent as a value: {e}")
+            self._tell_exit("error", err)
+
+    def _tell_exit(self, kind: str, detail: Any) -> None:
+        detail_bytes = codec.dumps(detail)
         # A text summary rides along, so central can report a crash that no
         # process watches without unpickling anything.
         summary = "" if kind == "ok" else format_reason((kind, detail))

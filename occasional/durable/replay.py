@@ -250,6 +250,10 @@ class DurableContext(Context):
         if self.pos < len(self.events) or self.check_only:
             self.next_event("send", "")
             return
+        if len(payload) > codec.MAX_MESSAGE:
+            # Refused before it is journaled: a recorded send that never went
+            # out would be skipped on replay (API.md section 10).
+            raise codec.message_too_large(str(len(payload)))
         self.record("send", "", payload)
         self.flush(True)
         super().send_bytes(pid_id, payload)

@@ -37,6 +37,11 @@ FRAMINGS = ("line", "packet", "raw")
 STDOUTS = ("message", "inherit")
 STDERRS = ("inherit", "stdout", "message")
 DEFAULT_MAX_FRAME = 64 << 20
+# A frame reaches the owner as the message (port, ("data", frame)): the frame
+# and about 50 bytes of encoding must fit in one message (codec.MAX_MESSAGE).
+# A larger frame would make the owner drop its connection to the port, and
+# every frame behind it (issue 10, "Nothing lost").
+MAX_MAX_FRAME = codec.MAX_MESSAGE - 1024
 
 
 def _check_argv(argv: Any) -> tuple[str, ...]:
@@ -109,6 +114,11 @@ def _check_spec(argv: Any, framing: Any, cwd: Any, env: Any, stdout: Any, stderr
     err = _check_output("stderr", stderr, STDERRS)
     if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1:
         raise ValueError(f"open_port: max_frame={max_frame!r} is not a size; use an int of bytes >= 1")
+    if max_frame > MAX_MAX_FRAME:
+        raise ValueError(
+            f"open_port: max_frame={max_frame!r} is over {MAX_MAX_FRAME} bytes, the largest frame that fits in "
+            "one message to the owner; use a smaller size"
+        )
     executable = _find_executable(args[0], cwd, env)
     return driver.PortSpec(args, executable, framing, cwd, env, out, err, max_frame)
 
@@ -128,8 +138,11 @@ def open_port(
     """Run ``argv`` as a port owned by the caller; returns once it runs.
 
     ``framing``: ``"line"`` (a frame per line, newline stripped; ``send``
-    appends one), ``"packet"`` (4-byte big-endian length; a frame over
-    ``max_frame`` bytes ends the port with an error reason), ``"raw"``.
+    appends one), ``"packet"`` (4-byte big-endian length), ``"raw"`` (chunks
+    as read, split to at most ``max_frame`` bytes). A line or packet over
+    ``max_frame`` bytes (default 64 MiB, at most 1 GiB - 1 KiB) ends the
+    port with an ``("error", FrameError)`` reason, after every whole frame
+    before it was delivered.
     ``stdout``: ``"message"`` (frames to the owner), ``"inherit"``, or a
     :class:`LogFile`; ``stderr``: ``"inherit"``, ``"stdout"`` (merged),
     ``"message"`` (``(port, ("stderr", frame))``) or a LogFile. ``env`` is the

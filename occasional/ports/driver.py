@@ -103,12 +103,16 @@ class _Output:
         if self.log is not None:
             self.log.write(data)
             return True
-        try:
-            frames = self.framer.feed(data)  # type: ignore[union-attr]
-        except FrameError as e:
-            self.driver.fail(FrameError(f"port {' '.join(self.driver.spec.argv)!r}: {e}"))
-            return False
+        framer = self.framer
+        assert framer is not None
+        frames = framer.feed(data)
+        # Every whole frame before bad output is delivered, then the port
+        # ends with the error (issue 10, "Nothing lost").
         self.driver.deliver(self.tag, frames)
+        if framer.error is not None:
+            stream = "stdout" if self.tag == "data" else "stderr"
+            self.driver.fail(FrameError(f"port {' '.join(self.driver.spec.argv)!r}: its {stream} has {framer.error}"))
+            return False
         return True
 
     def drain(self) -> None:
