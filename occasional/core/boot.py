@@ -3,8 +3,10 @@ process. It forks the forkserver before anything else (so that one is a clean
 interpreter), builds :class:`Central`, installs the extensions' hooks and only
 then tells the starter the runtime is ready.
 
-Run as ``python -m occasional.core.boot FD OWNER_PID HIDDEN HOOKS`` by
-:mod:`occasional.core.runtime`.
+Run by :mod:`occasional.core.runtime` as ``python -P -c BOOT PACKAGE_DIR FD
+OWNER_PID HIDDEN HOOKS``, which loads the starter's occasional package and
+calls :func:`main` with the last four, and never as ``python -m``: that puts
+the current directory first on sys.path (issue 10, see runtime._BOOT).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import signal
 import socket
-import sys
+from typing import TYPE_CHECKING
 
 import msgpack
 
@@ -23,6 +25,9 @@ from . import protocol as P
 from .central import Central
 from .reaping import kill_children
 from .titles import set_title
+
+if TYPE_CHECKING:
+    from typing import Any
 
 log = logging.getLogger("occasional.core")
 
@@ -106,7 +111,17 @@ def _install_hooks(central: Central, owner_sock: socket.socket, spec: str) -> No
             getattr(importlib.import_module(module), function)(central, options)
         except Exception as e:
             log.debug("the runtime's central services could not start %s", entry, exc_info=True)
-            _fail_start(owner_sock, type(e).__name__, str(e))
+            _fail_start(owner_sock, type(e).__name__, _naming_options(str(e), options))
+
+
+def _naming_options(message: str, options: dict[str, Any]) -> str:
+    """``message``, led by the options the user gave the hook unless it names one
+    already: "unable to open database file" says nothing of which journal
+    (API.md section 10: name the offending value)."""
+    given = {k: v for k, v in options.items() if k != "sys_path" and v is not None}
+    if not given or any(str(v) in message for v in given.values()):
+        return message
+    return f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: {message}"
 
 
 def _fail_start(owner_sock: socket.socket, kind: str, message: str) -> None:
@@ -129,6 +144,3 @@ def _raise_fd_limit() -> None:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

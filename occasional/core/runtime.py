@@ -5,14 +5,16 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 from typing import Any, Callable, Iterator
 
 import msgpack
 
-from ..sck.frame import HEADER, Decoder
+from ..sck.frame import Decoder
 from . import context
 from . import protocol as P
 from .errors import ProcessExit
@@ -25,6 +27,7 @@ OPTIONS = ("journal",)
 # starts, central imports the module and calls function(central, options) before
 # its loop runs, with the values of those options (None when not given).
 CENTRAL_HOOKS: dict[str, tuple[tuple[str, ...], Callable[[str, dict[str, Any]], None]]] = {}
+# Where the occasional package the starter imported lives; central loads that one.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -73,36 +76,138 @@ def _start(hidden: bool, options: dict[str, Any]) -> Pid:
             "use spawn() to start more processes, or occ.stop() first"
         )
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    central: subprocess.Popen[bytes] | None = None
     try:
-        central = subprocess.Popen(
-            [sys.executable, "-m", "occasional.core.boot", str(theirs.fileno()), str(os.getpid()), "1" if hidden else "0",
-             _hooks_argument(options)],
-            pass_fds=[theirs.fileno()],
-            env=env,
-        )
-    finally:
-        theirs.close()
-    dec = Decoder()
-    ready: list[Any] | None = None
-    while ready is None:
-        data = ours.recv(1 << 16)
-        if not data:
+        central = _popen_central(_central_argv(theirs.fileno(), hidden, options), theirs)
+        ready = _wait_until_ready(ours, central)
+    except BaseException:
+        # Whatever failed (central's own error, a bad frame, a KeyboardInterrupt
+        # while waiting), a failed start leaves no socket and no process (issue
+        # 10): a central still running is killed, and its forkserver (and any
+        # process a hook spawned) dies with it through the parent-death signal.
+        ours.close()
+        theirs.close()  # a no-op if it was closed once central started
+        if central is not None:
+            central.kill()
             central.wait()
-            raise RuntimeError(f"the runtime's central services failed to start (exit status {central.returncode})")
-        for frame in dec.feed(data):
-            msg = msgpack.unpackb(frame, raw=False)
-            if msg[0] == P.READY:
-                ready = msg
-            elif msg[0] == P.START_FAILED:
-                ours.close()
-                central.wait()
-                raise _start_error(msg[1], msg[2])
+        raise
     ctx = Context(ours, Pid._make(ready[1], ready[2]))
     context.set_current(ctx)
     _runtime = _Runtime(central, ctx, options)
     return ctx.pid
+
+
+# Central is started as `python -P -c _BOOT PACKAGE_DIR ...`, never `-m`: `-m`
+# and `-c` put the current directory first on sys.path, so a uvloop.py in the
+# directory a user runs from would run in central (API.md section 10, issue
+# 10). -P leaves the interpreter's own sys.path (PYTHONPATH, site, user site)
+# as it is and adds nothing; the occasional package the starter imported is
+# loaded from its directory by name, without putting that directory (a
+# checkout, with whatever lies beside the package) on sys.path. The
+# environment is the caller's, unchanged: a port given no env gets it.
+_BOOT = (
+    "import sys\n"
+    "from importlib.machinery import PathFinder\n"
+    "from importlib.util import module_from_spec\n"
+    "spec = PathFinder.find_spec('occasional', [sys.argv[1]])\n"
+    "package = sys.modules['occasional'] = module_from_spec(spec)\n"
+    "spec.loader.exec_module(package)\n"
+    "from occasional.core.boot import main\n"
+    "main(sys.argv[2:])\n"
+)
+
+
+def _central_argv(fd: int, hidden: bool, options: dict[str, Any]) -> list[str]:
+    return [sys.executable, "-P", "-c", _BOOT, _PACKAGE_ROOT, str(fd), str(os.getpid()), "1" if hidden else "0",
+            _hooks_argument(options)]  # fmt: skip
+
+
+def _popen_central(argv: list[str], theirs: socket.socket) -> subprocess.Popen[bytes]:
+    """Start central (passing it ``theirs``, closed here) from a thread that lives as long as the interpreter.
+
+    Linux sends the parent-death signal that ties central to its starter
+    (boot.py) when the *thread* that forked it ends (prctl(2),
+    PR_SET_PDEATHSIG), so a runtime started from a worker thread would die
+    with that thread (issue 10). The main thread lives as long as the
+    interpreter; for any other caller the keeper thread starts central.
+    """
+    if threading.current_thread() is threading.main_thread():
+        try:
+            return subprocess.Popen(argv, pass_fds=[theirs.fileno()])
+        finally:
+            theirs.close()
+    return _Keeper.get().popen(argv, theirs)
+
+
+class _Keeper(threading.Thread):
+    """A daemon thread that starts central for callers on other threads, then waits for the next.
+
+    It never ends before the interpreter does, and a daemon thread does not
+    delay the interpreter's exit (atexit's stop() ends the runtime first).
+    """
+
+    _instance: _Keeper | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        super().__init__(name="occasional-starter", daemon=True)
+        self.jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    @classmethod
+    def get(cls) -> _Keeper:
+        with cls._lock:
+            # After os.fork() the parent's keeper is not alive in the child.
+            if cls._instance is None or not cls._instance.is_alive():
+                cls._instance = cls()
+                cls._instance.start()
+            return cls._instance
+
+    def run(self) -> None:
+        while True:
+            self.jobs.get()()
+
+    def popen(self, argv: list[str], theirs: socket.socket) -> subprocess.Popen[bytes]:
+        done = threading.Event()
+        outcome: list[subprocess.Popen[bytes] | BaseException] = []
+
+        def job() -> None:
+            try:
+                outcome.append(subprocess.Popen(argv, pass_fds=[theirs.fileno()]))
+            except BaseException as e:  # any, to raise it in the caller's thread
+                outcome.append(e)
+            finally:
+                theirs.close()  # here, so the fd cannot be closed under the Popen
+                done.set()
+
+        self.jobs.put(job)
+        done.wait()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+
+
+def _wait_until_ready(ours: socket.socket, central: subprocess.Popen[bytes]) -> list[Any]:
+    """Read central's first frame: READY, or START_FAILED raised as the hook's error."""
+    dec = Decoder()
+    while True:
+        data = ours.recv(1 << 16)
+        if not data:
+            central.wait()
+            raise RuntimeError(
+                f"the runtime's central services ended before they were ready ({_describe_exit(central.returncode)}); "
+                "see their error on stderr"
+            )
+        for frame in dec.feed(data):
+            msg = msgpack.unpackb(frame, raw=False)
+            if msg[0] == P.READY:
+                return msg  # type: ignore[no-any-return]
+            if msg[0] == P.START_FAILED:
+                # Central kills what it started, then exits (boot._fail_start).
+                try:
+                    central.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass  # killed by _start
+                raise _start_error(msg[1], msg[2])
 
 
 # The errors a hook may raise that arrive as themselves; any other type
