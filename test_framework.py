@@ -38,11 +38,17 @@ Nothing left behind
     SIGKILLed and reaped, so they do not poison later tests; leftover fds are
     reported but not closed (a Python object may still own the number).
 
+    A subreaper reaps what it adopts, as init does: while the session runs, a
+    thread reaps every zombie that was reparented to pytest (the processes of a
+    runtime whose interpreter a test SIGKILLed, the child of a process group
+    killed with ``os.killpg``), so neither this plugin's check nor a test's own
+    finds them. It reaps only a process it once saw with another parent, so
+    the exit status of a child that pytest forked (a ``subprocess.Popen``)
+    stays for whoever waits for it, and it reads /proc through a table of fds
+    of its own, so a test's listing of /proc/self/fd never shows its files.
     A zombie that pytest forked and nobody reaped is reported (it would stay
-    in production too). A zombie that was only reparented to pytest, such as
-    the child of a process group killed with ``os.killpg``, is reaped without
-    a word, as init would have done; see ``_is_orphan_zombie`` for how the two
-    are told apart.
+    in production too); one that was orphaned too fast for the thread to see
+    its first parent is told apart by ``_is_orphan_zombie`` after the test.
 
     Resources made by a fixture of a broader scope (class, module, package,
     session) during its setup belong to that fixture, with the descendants of
@@ -63,6 +69,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import faulthandler
 import gc
 import math
@@ -211,14 +218,18 @@ def _children(pid: int) -> list[int]:
 # were reparented to it, not forked by it.
 _seen_as_grandchild: set[ProcKey] = set()
 
+# Held while the tree is walked: the reaper thread and the hooks both note what they see.
+_lock = threading.RLock()
+
 
 def _descendants() -> dict[int, _Proc]:
     """Every process below pytest, by pid (zombies included)."""
-    found = _walk_descendants()
-    me = os.getpid()
-    _seen_as_grandchild.intersection_update(p.key for p in found.values())
-    _seen_as_grandchild.update(p.key for p in found.values() if p.ppid != me)
-    return found
+    with _lock:
+        found = _walk_descendants()
+        me = os.getpid()
+        _seen_as_grandchild.intersection_update(p.key for p in found.values())
+        _seen_as_grandchild.update(p.key for p in found.values() if p.ppid != me)
+        return found
 
 
 def _walk_descendants() -> dict[int, _Proc]:
@@ -344,8 +355,9 @@ def _is_orphan_zombie(proc: _Proc) -> bool:
     """True for a zombie that became pytest's child when its parent ended.
 
     Linux keeps no record of a process's first parent, so this goes by evidence: it was
-    seen with another parent (the tree is looked at before and after each test's setup,
-    after its call and while waiting after teardown), or it belongs to a process group or
+    seen with another parent (the reaper thread looks at the tree every ``REAP_POLL_S``, and
+    reaps such zombies itself; the hooks look before and after each test's setup, after its
+    call and while waiting after teardown), or it belongs to a process group or
     session that some other process made (a fork of pytest is in pytest's, or leads its
     own). Outside pytest, init reaps such a zombie at once; a zombie that pytest forked and
     nobody reaped stays in production too, and is reported. Killing a process group with
@@ -361,10 +373,31 @@ def _is_orphan_zombie(proc: _Proc) -> bool:
 
 
 def _reap(proc: _Proc) -> None:
+    """Reap ``proc`` if it is still the zombie found: a pidfd pins the process, and its start
+    time says the pid was not reaped by someone else and reused meanwhile."""
     try:
+        pidfd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # kernels before 5.3: no pidfd; the start time check still guards reuse
+        pidfd = -1
+    try:
+        current = _read_stat(proc.pid)
+        if current is None or current.start != proc.start:
+            return
+        if pidfd >= 0:
+            try:
+                os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG)
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL:  # EINVAL: kernel 5.3, pidfds but no P_PIDFD
+                    raise
         os.waitpid(proc.pid, os.WNOHANG)
     except ChildProcessError:  # reaped meanwhile by whoever else waits for it
         pass
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -433,6 +466,105 @@ def _set_subreaper(flag: int) -> None:
         prctl.set_child_subreaper(flag)
     except ImportError:
         _libc_prctl(_PR_SET_CHILD_SUBREAPER, flag)
+
+
+# ---------------------------------------------------------------- the reaper
+#
+# A subreaper must reap what it adopts, as init does: when a test SIGKILLs the interpreter
+# that started a runtime, the runtime's processes end as pytest's zombies, and every leak
+# check (ours, a user's) would count them (issue 10). A thread reaps them while tests run.
+#
+# It must never reap a child that pytest itself forked: a ``subprocess.Popen`` (of a test,
+# of the code under test) would lose its exit status. Linux keeps no record of a process's
+# first parent, so the thread reaps only on evidence: a zombie child of pytest that was
+# once seen with another parent (``_seen_as_grandchild``). A process pytest forked has pytest
+# as its parent from birth until it is reaped, so it is never seen with another; the
+# evidence cannot be wrong, only missing. The thread walks the tree every ``REAP_POLL_S``
+# (more seldom when the tree is large, to keep its share of a CPU under a tenth) to gather
+# it; a process born and orphaned between two walks gives none, and is left to the checks
+# after the test (``_is_orphan_zombie``).
+#
+# Walking /proc opens files. In pytest's fd table they would show, for a moment, in every
+# listing of /proc/self/fd that a test makes to check that it closed what it opened; so the
+# thread first takes an fd table of its own (unshare(CLONE_FILES)), and empties it.
+
+REAP_POLL_S = 0.05  # a runtime lives for a test, far longer than this; more often costs CPU on CI
+_REAP_MAX_SHARE = 0.1  # of one CPU, at most, for walking the tree
+_CLONE_FILES = 0x400
+
+
+def _own_fd_table() -> None:
+    """Give the calling thread an fd table of its own, with nothing in it.
+
+    /proc/self/fd lists the table of pytest's main thread: what this thread opens is not
+    there. The copy unshare makes would keep every file pytest had open alive until this
+    thread ended, so each is closed here (in this thread's table only). Where unshare is
+    refused (a seccomp filter), the thread shares pytest's table, as any thread does.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.unshare(_CLONE_FILES) != 0:
+        return
+    for name in os.listdir("/proc/thread-self/fd"):
+        try:
+            os.close(int(name))
+        except OSError:  # the fd of the listdir itself, closed already
+            pass
+
+
+def _reap_adopted() -> None:
+    """Reap every zombie child of pytest that was seen with another parent."""
+    me = os.getpid()
+    with _lock:
+        for proc in _descendants().values():
+            if proc.state == "Z" and proc.ppid == me and proc.key in _seen_as_grandchild:
+                _reap(proc)
+
+
+def _reaper_loop(stop: threading.Event) -> None:
+    _own_fd_table()
+    interval = REAP_POLL_S
+    while not stop.wait(interval):
+        began = time.monotonic()
+        _reap_adopted()
+        interval = max(REAP_POLL_S, (time.monotonic() - began) / _REAP_MAX_SHARE)
+
+
+@dataclass
+class _Reaper:
+    users: int = 0  # sessions that run now: an in-process pytester session nests in another
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+_reaper = _Reaper()
+
+
+def _start_reaper() -> None:
+    _reaper.users += 1
+    if _reaper.thread is None:
+        _reaper.stop = threading.Event()
+        _reaper.thread = threading.Thread(
+            target=_reaper_loop, args=(_reaper.stop,), name="test_framework reaper", daemon=True
+        )
+        _reaper.thread.start()
+
+
+def _stop_reaper() -> None:
+    _reaper.users = max(0, _reaper.users - 1)
+    if _reaper.users == 0 and _reaper.thread is not None:
+        _reaper.stop.set()
+        _reaper.thread.join()
+        _reaper.thread = None
+
+
+def _after_fork_in_child() -> None:
+    """A child forked by a test has no reaper thread, and the lock may have been held."""
+    global _lock, _reaper
+    _lock = threading.RLock()
+    _reaper = _Reaper()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # ---------------------------------------------------------------- timeouts
@@ -598,6 +730,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     state = session.config.stash[_SESSION]
     state.subreaper_before = _get_subreaper()
     _set_subreaper(1)
+    _start_reaper()
     state.session_baseline = _snapshot()
 
 
@@ -614,6 +747,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         if reporter is not None:
             reporter.write_line(f"test_framework: killing processes left at session end: {named}")
         _kill_and_reap(allowed)
+    _stop_reaper()
     if state.subreaper_before is not None:
         _set_subreaper(state.subreaper_before)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -182,7 +183,8 @@ def reap_what_the_killed_run_left_to_us() -> None:
         zombies = [pid for pid, stat in ours if stat is not None and stat[0] == "Z"]
         dying = [pid for pid, stat in ours if stat is not None and stat[0] != "Z" and title(pid).startswith("occasional")]
         for pid in zombies:
-            os.waitpid(pid, os.WNOHANG)
+            with contextlib.suppress(ChildProcessError):  # the plugin's reaper may be first
+                os.waitpid(pid, os.WNOHANG)
         if not zombies and not dying:
             return
         time.sleep(0.01)

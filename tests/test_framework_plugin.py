@@ -294,6 +294,120 @@ def test_the_zombie_of_a_process_whose_parent_was_killed_first_is_reaped_without
     assert not _is_running(pid)
 
 
+# For the inner tests below: start a runtime in a child interpreter, note its processes
+# (pid, start time), SIGKILL the interpreter, and wait with a deadline for every one of those
+# processes to be gone from /proc. A zombie is listed there until it is reaped, and once the
+# interpreter is dead only pytest (a subreaper) can reap them: gone means pytest reaped them.
+_KILLED_RUNTIME = """
+    import os, signal, subprocess, sys, time
+
+    RUNTIME = "import sys, occasional as occ; occ.start(); print('ready', flush=True); sys.stdin.read()"
+
+    def stat(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return fields[0], int(fields[19])  # state, start time
+
+    def descendants(pid):
+        found, todo = [], [pid]
+        while todo:
+            parent = todo.pop()
+            for tid in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = [int(kid) for kid in f.read().split()]
+                found += kids
+                todo += kids
+        return found
+
+    def left(processes):
+        now = {pid: stat(pid) for pid, _ in processes}
+        return [f"{pid} ({now[pid][0]})" for pid, start in processes if now[pid] and now[pid][1] == start]
+
+    def kill_a_runtimes_interpreter():
+        interp = subprocess.Popen([sys.executable, "-c", RUNTIME], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        with interp:
+            assert interp.stdout.readline() == b"ready\\n"
+            runtime = [(pid, stat(pid)[1]) for pid in descendants(interp.pid)]
+            os.kill(interp.pid, signal.SIGKILL)
+        assert interp.returncode == -signal.SIGKILL
+        assert len(runtime) >= 2  # central and the forkserver
+        deadline = time.monotonic() + 5
+        while left(runtime) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return left(runtime)
+"""
+
+
+def test_the_processes_of_a_runtime_whose_interpreter_was_sigkilled_are_reaped_without_a_report(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    # The runtime's processes die of their death signals and are reparented to pytest: a
+    # subreaper reaps them while the test runs, as init would (issue 10).
+    pytester.makepyfile(
+        _KILLED_RUNTIME
+        + """
+    def test_kills_the_interpreter_of_a_runtime():
+        assert kill_a_runtimes_interpreter() == []
+    """
+    )
+    result = run_pytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_a_child_that_pytest_forked_keeps_its_exit_status_while_orphans_around_it_are_reaped(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    # sh is a zombie before the runtime's processes are; reaping them, the plugin passed over
+    # sh, and Popen.wait still gets its status.
+    pytester.makepyfile(
+        _KILLED_RUNTIME
+        + """
+    def test_waits_for_its_child_last():
+        child = subprocess.Popen(["sh", "-c", "exit 7"])
+        deadline = time.monotonic() + 5
+        while stat(child.pid)[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stat(child.pid)[0] == "Z"
+        assert kill_a_runtimes_interpreter() == []
+        assert child.wait() == 7
+    """
+    )
+    result = run_pytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_the_fds_that_the_reaper_opens_never_show_in_a_tests_listing_of_pytests_fds(
+    pytester: pytest.Pytester, run_pytest: RunPytest
+) -> None:
+    # The reaper walks /proc from a fd table of its own: a test comparing listings of
+    # /proc/self/fd (its own leak check) sees none of its files, however busy it is.
+    pytester.makepyfile(
+        """
+        import os, signal, subprocess
+
+        def test_lists_its_fds_while_the_reaper_walks_a_tree():
+            shells = [subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & sleep 30 & echo started; wait"],
+                                       start_new_session=True, stdout=subprocess.PIPE) for _ in range(10)]
+            try:
+                for sh in shells:
+                    assert sh.stdout.readline() == b"started\\n"
+                before = sorted(os.listdir("/proc/self/fd"))
+                listings = [sorted(os.listdir("/proc/self/fd")) for _ in range(5000)]
+            finally:
+                for sh in shells:
+                    os.killpg(sh.pid, signal.SIGKILL)
+                    sh.wait()
+                    sh.stdout.close()
+            assert [listing for listing in listings if listing != before][:1] == []
+        """
+    )
+    result = run_pytest()
+    result.assert_outcomes(passed=1)
+
+
 def test_a_test_that_leaves_an_fd_open_fails_naming_it(
     pytester: pytest.Pytester, run_pytest: RunPytest
 ) -> None:

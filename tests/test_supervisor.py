@@ -239,6 +239,46 @@ def test_rest_for_one_stops_the_later_siblings_in_reverse_order_then_starts_them
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("strategy", ["one_for_all", "rest_for_one"])
+def test_a_temporary_child_that_a_siblings_restart_stopped_is_not_started_again_and_leaves_the_children(strategy):
+    # As OTP: "a temporary child process is never restarted (even when the
+    # supervisor's restart strategy is rest_for_one or one_for_all and a
+    # sibling's death causes the temporary process to be terminated)" (issue 10).
+    def main():
+        sup = occ.Supervisor.start(
+            [spec("crasher", shutdown="brutal_kill"), spec("temp", restart="temporary", shutdown="brutal_kill"),
+             spec("last", shutdown="brutal_kill")],
+            strategy=strategy,
+            intensity=5,
+        )  # fmt: skip
+        old = children_of(sup)
+        temp_ref = occ.monitor(old["temp"])
+        end_and_wait(old["crasher"])
+        down_of(old["temp"], temp_ref)
+        replaced(sup, "last", old["last"])
+        return [cid for cid, _, _ in occ.Supervisor.which_children(sup)]
+
+    assert occ.run(main) == ["crasher", "last"]
+
+
+# --- restart types ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("why", ["shutdown", ("shutdown", "closed")], ids=["shutdown", "shutdown-term"])
+def test_a_transient_child_killed_with_shutdown_is_not_restarted(why):
+    # ("killed", "shutdown") and ("killed", ("shutdown", term)) are OTP's shutdown
+    # and {shutdown, Term}: a transient child is not restarted after them (issue 10).
+    def main():
+        sup = occ.Supervisor.start([spec("t", restart="transient")])
+        old = children_of(sup)["t"]
+        ref = occ.monitor(old)
+        occ.kill(old, why)
+        reason = down_of(old, ref)
+        return reason, poll(lambda: children_of(sup)["t"], lambda pid: pid is None)
+
+    assert occ.run(main) == (("killed", why), None)
+
+
 # --- intensity and period ---------------------------------------------------------------------
 
 
@@ -753,6 +793,24 @@ BAD_SPECS = {
         [good("sig", restart="transient", significant=True)], {}, ValueError, r"(?s)^.*('sig'|significant)"
     ),
 }  # fmt: skip
+
+
+@pytest.mark.parametrize("auto_shutdown", ["any_significant", "all_significant"])
+def test_simple_one_for_one_with_an_auto_shutdown_other_than_never_raises_value_error_naming_both(auto_shutdown):
+    # OTP refuses the pair with bad_combination (issue 10).
+    with occ.runtime():
+        before = len(occ.processes())
+        with pytest.raises(
+            ValueError,
+            match=rf"^strategy='simple_one_for_one' cannot have auto_shutdown='{auto_shutdown}' \(OTP refuses it too\); "
+            r"use auto_shutdown='never' with simple_one_for_one, or another strategy$",
+        ):
+            occ.Supervisor.start(
+                [good("t", restart="temporary", significant=True)],
+                strategy="simple_one_for_one",
+                auto_shutdown=auto_shutdown,
+            )
+        assert len(occ.processes()) == before
 
 
 @pytest.mark.parametrize("case", sorted(BAD_SPECS))

@@ -5,7 +5,9 @@ ways, and each child is then either the ``same`` process, a ``new`` one
 (restarted), ``none`` (listed with no pid) or ``gone`` (no longer listed).
 
 - permanent: always restarted; transient: restarted only after an abnormal
-  end (kind != "ok"); temporary: never restarted, and its spec is dropped.
+  end that is not a shutdown (kind != "ok", and not ("killed", "shutdown") or
+  ("killed", ("shutdown", term)), as OTP); temporary: never restarted, and its
+  spec is dropped.
 - A restart restarts no sibling under one_for_one, every sibling under
   one_for_all, and the later siblings under rest_for_one. A child that is not
   restarted leaves its siblings alone.

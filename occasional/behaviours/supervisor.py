@@ -3,8 +3,10 @@
 A Supervisor is a Server that traps exits and is linked to its children.
 Specs are checked whole, in the caller, before any process starts. Restarts
 follow OTP's supervisor.erl: one_for_one, one_for_all, rest_for_one,
-simple_one_for_one; permanent/transient/temporary; more than ``intensity``
-restarts within ``period`` seconds end the supervisor, children first.
+simple_one_for_one; permanent/transient/temporary (a transient child is not
+restarted after a normal end or a shutdown, see ``_is_shutdown``; a temporary
+child never is, not even when a sibling's restart stopped it); more than
+``intensity`` restarts within ``period`` seconds end the supervisor, children first.
 ``backoff=(first_s, max_s)`` delays repeated restarts of one child, from a
 timer of the supervisor, so it keeps answering management calls meanwhile.
 
@@ -72,6 +74,23 @@ class TooManyRestarts(RuntimeError):
 
 def _is_reason(reason: Any) -> bool:
     return type(reason) is tuple and len(reason) == 2 and isinstance(reason[0], str)
+
+
+def _is_shutdown(reason: Any) -> bool:
+    """True for the reasons a transient child is not restarted after, as OTP's
+    ``normal``, ``shutdown`` and ``{shutdown, Term}`` (supervisor.erl, do_restart;
+    issue 10): ``("ok", value)``, ``("killed", "shutdown")`` (``kill(pid,
+    "shutdown")``, a supervisor's orderly stop) and ``("killed", ("shutdown",
+    term))`` (``kill(pid, ("shutdown", term))``). A process that ends itself
+    with information returns it: ``("ok", value)``."""
+    kind, detail = reason
+    if kind == "ok":
+        return True
+    if kind != "killed":
+        return False
+    if type(detail) is tuple and len(detail) == 2:
+        detail = detail[0]
+    return type(detail) is str and detail == "shutdown"
 
 
 def _is_server_start(f: Any) -> bool:
@@ -171,6 +190,13 @@ class _Options:
             raise ValueError(f"backoff={b!r} is not a backoff; use (first_s, max_s) with 0 < first_s <= max_s")
         if self.auto_shutdown not in AUTO_SHUTDOWN:
             raise ValueError(f"auto_shutdown={self.auto_shutdown!r}; use one of {', '.join(AUTO_SHUTDOWN)}")
+        if self.strategy == "simple_one_for_one" and self.auto_shutdown != "never":
+            # OTP refuses this pair as bad_combination when it checks the
+            # supervisor flags (supervisor.erl); we follow it (issue 10).
+            raise ValueError(
+                f"strategy='simple_one_for_one' cannot have auto_shutdown={self.auto_shutdown!r} (OTP refuses it "
+                "too); use auto_shutdown='never' with simple_one_for_one, or another strategy"
+            )
 
 
 def _check_children(specs: Any, strategy: str) -> list[ChildSpec]:
@@ -410,7 +436,7 @@ class Supervisor(Server):
         # A durable process that returned is finished for good: its id never
         # runs again (API.md section 7), so not even 'permanent' restarts it.
         finished = child.durable_id is not None and reason[0] == "ok"
-        if restart == "temporary" or (restart == "transient" and reason[0] == "ok") or finished:
+        if restart == "temporary" or (restart == "transient" and _is_shutdown(reason)) or finished:
             if restart == "temporary" or st.template is not None:
                 st.children.remove(child)
             self._event(st, child, reason, "not_restarted")
@@ -420,6 +446,11 @@ class Supervisor(Server):
         group = self._group(child, st)
         for other in reversed(group[1:]):
             self._stop(other)
+            # A temporary child is never restarted, not even one that a
+            # sibling's restart stopped: it leaves the children (OTP's
+            # terminate_children in supervisor.erl; issue 10).
+            if other.spec.restart == "temporary":
+                st.children.remove(other)
         now = time.monotonic()
         if now - child.last_exit > st.opts.period:
             child.crashes = 0

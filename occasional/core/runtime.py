@@ -208,6 +208,8 @@ def _wait_until_ready(ours: socket.socket, central: subprocess.Popen[bytes]) -> 
                 except subprocess.TimeoutExpired:
                     pass  # killed by _start
                 raise _start_error(msg[1], msg[2])
+        if dec.error is not None:
+            raise dec.error
 
 
 # The errors a hook may raise that arrive as themselves; any other type
