@@ -48,7 +48,12 @@ def _frame(msg: list[Any]) -> bytes:
 
 
 class Conn:
-    """Central's end of one socket: framed reads, buffered non-blocking writes."""
+    """Central's end of one socket: framed reads, buffered non-blocking writes.
+
+    What a process can make central hold is bounded (issue 10): a frame from
+    it up to ``P.MAX_CONTROL_FRAME`` bytes, and output it does not read up to
+    ``P.MAX_UNREAD`` bytes (then ``on_overflow`` runs, see ``check_unread``).
+    """
 
     def __init__(
         self,
@@ -56,16 +61,25 @@ class Conn:
         sock: socket.socket,
         on_frame: Callable[[list[Any]], None],
         on_eof: Callable[[str | None], None],
+        on_bad: Callable[[str], None] | None = None,
     ) -> None:
         self.loop = loop
         self.sock = sock
         sock.setblocking(False)
         self.fd = sock.fileno()
-        self.dec = Decoder()
+        self.dec = Decoder(P.MAX_CONTROL_FRAME)
         self.fds: deque[int] = deque()
         self.out: deque[tuple[bytes | memoryview, list[int]]] = deque()
+        self.out_bytes = 0
+        self.progress_at = time.monotonic()  # when the peer last took bytes from us
         self.on_frame = on_frame
         self.on_eof = on_eof
+        # A frame that is no request (not msgpack, not a list): the connection
+        # goes on when there is on_bad (a process), ends when there is none.
+        self.on_bad = on_bad
+        self.on_overflow: Callable[[int], None] | None = None
+        self.on_drained: Callable[[], None] | None = None  # once all output is out
+        self.overflowed = False
         self.closed = False
         self.eof = False
         loop.add_reader(self.fd, self.read)
@@ -82,23 +96,39 @@ class Conn:
         if not data:
             self._eof(None)
             return
+        # Every complete frame before a bad header is handled, then the
+        # connection ends (issue 10). A Decoder reports the bad header either
+        # by raising from feed (losing the frames before it) or, since issue
+        # 10, in its ``error`` after returning them: both are handled here.
         try:
             frames = self.dec.feed(data)
         except FrameError as e:
             self._eof(str(e))
             return
         for frame in frames:
-            try:
-                msg = _unpackb(frame, raw=False, strict_map_key=False)
-            except Exception as e:
-                self._eof(f"a control frame is not msgpack ({e})")
+            self._handle(frame)
+            if self.eof or self.closed:
                 return
-            if type(msg) is not list or not msg:
-                self._eof(f"a control frame is not a list: {msg!r}")
-                return
-            self.on_frame(msg)
-            if self.eof:
-                return
+        error = getattr(self.dec, "error", None)
+        if error is not None:
+            self._eof(str(error))
+
+    def _handle(self, frame: bytes) -> None:
+        try:
+            msg = _unpackb(frame, raw=False, strict_map_key=False)
+        except Exception as e:
+            self._bad(f"a control frame that is not msgpack ({e})")
+            return
+        if type(msg) is not list or not msg:
+            self._bad(f"a control frame that is not a list with an op code: {P.short_repr(msg)}")
+            return
+        self.on_frame(msg)
+
+    def _bad(self, problem: str) -> None:
+        if self.on_bad is None:
+            self._eof(problem)
+        else:
+            self.on_bad(problem)
 
     def drain(self) -> None:
         """Read everything already in the socket (before acting on a wait status)."""
@@ -132,13 +162,22 @@ class Conn:
         self._send_data(b"".join([_frame(msg) for msg in msgs]), None)
 
     def _send_data(self, data: bytes, fds: list[int] | None) -> None:
-        if self.closed:
+        if self.closed or self.overflowed:
             if fds:
                 for fd in fds:
                     os.close(fd)
             return
         if self.out or fds:
+            # Checked before this frame joins the queue: a single frame of any
+            # size a process may receive is queued; only a backlog it does not
+            # read is refused.
+            if self.out_bytes > P.MAX_UNREAD and self.check_unread():
+                if fds:
+                    for fd in fds:
+                        os.close(fd)
+                return
             self.out.append((data, fds or []))
+            self.out_bytes += len(data)
             self._flush()
             return
         try:
@@ -147,12 +186,32 @@ class Conn:
             sent = 0
         except OSError:
             return
+        if sent:
+            self.progress_at = time.monotonic()
         if sent < len(data):
             self.out.append((memoryview(data)[sent:], []))
+            self.out_bytes += len(data) - sent
             self.loop.add_writer(self.fd, self._flush)
+
+    def check_unread(self) -> bool:
+        """Over P.MAX_UNREAD bytes queued: True (and on_overflow has run) when
+        the peer also took nothing for P.OUT_STALL_S seconds, so it does not
+        read; a peer that reads, however slowly, keeps its output."""
+        if self.overflowed:
+            return True
+        if self.out_bytes <= P.MAX_UNREAD or time.monotonic() - self.progress_at < P.OUT_STALL_S:
+            return False
+        if self.on_overflow is None:
+            return False
+        held = self.out_bytes
+        self.overflowed = True
+        self._drop_output()  # what it did not read is freed now; it is ending
+        self.on_overflow(held)
+        return True
 
     def _flush(self) -> None:
         out = self.out
+        before = self.out_bytes
         try:
             while out:
                 data, fds = out[0]
@@ -163,6 +222,7 @@ class Conn:
                     out[0] = (data, [])
                 else:
                     sent = self.sock.send(data, socket.MSG_NOSIGNAL)
+                self.out_bytes -= sent
                 if sent < len(data):
                     out[0] = (memoryview(data)[sent:], [])
                     break
@@ -172,16 +232,21 @@ class Conn:
         except OSError:
             self._drop_output()
             return
+        if self.out_bytes != before:
+            self.progress_at = time.monotonic()
         if out:
             self.loop.add_writer(self.fd, self._flush)
         else:
             self.loop.remove_writer(self.fd)
+            if self.on_drained is not None:
+                self.on_drained()
 
     def _drop_output(self) -> None:
         for _data, fds in self.out:
             for fd in fds:
                 os.close(fd)
         self.out.clear()
+        self.out_bytes = 0
         self.loop.remove_writer(self.fd)
 
     def close(self) -> None:
@@ -203,7 +268,7 @@ class Proc:
         "id", "os_pid", "conn", "name", "function", "links", "monitored_by",
         "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
         "hidden", "own_group", "owner", "forked_waiters", "finalized", "summary",
-        "argv", "restarts", "started_mono", "child_id",
+        "argv", "restarts", "started_mono", "child_id", "pidfd",
     )  # fmt: skip
 
     def __init__(self, id: int, function: str) -> None:
@@ -232,6 +297,10 @@ class Proc:
         self.restarts = 0  # as its supervisor counted them
         self.child_id: str | None = None  # its id in its supervisor's children
         self.started_mono = time.monotonic()
+        # A pidfd for its Linux process while central knows it alive: every
+        # signal goes through it, never through a pid that may have been
+        # reused by then (issue 10; see _open_pidfd).
+        self.pidfd = -1
 
 
 class Central:
@@ -261,6 +330,7 @@ class Central:
         owner.owner = True
         owner.hidden = hidden_owner
         self.by_os_pid[owner_pid] = owner
+        _open_pidfd(owner)
         self._attach(owner, owner_sock)
         self.ops: dict[int, Callable[[Proc, list[Any]], None]] = {
             P.SPAWN: self.op_spawn, P.CONNECT: self.op_connect, P.MONITOR: self.op_monitor,
@@ -281,17 +351,25 @@ class Central:
 
     def _attach(self, p: Proc, sock: socket.socket) -> None:
         def on_frame(msg: list[Any]) -> None:
-            handler = self.ops.get(msg[0])
+            op = msg[0]
+            # An op code that is not an int (unhashable, or a float equal to
+            # one) is unknown: it must not reach the dict lookup (issue 10).
+            handler = self.ops.get(op) if type(op) is int else None
             if handler is None:
-                log.warning("process %s sent an unknown control frame %r; closing its connection", p.id, msg[0])
-                p.conn.close()  # type: ignore[union-attr]
-                self._kill(p, ["killed", _packb(f"sent an unknown control frame {msg[0]!r}")])
+                self._refuse(p, msg, f"a control frame with an unknown op code {P.short_repr(op)}")
+                return
+            problem = P.check(msg)
+            if problem is not None:
+                self._refuse(p, msg, f"a malformed request: {problem}")
                 return
             try:
                 handler(p, msg)
-            except Exception as e:  # a malformed request ends that process, never central
-                log.exception("bad request from process %s: %r", p.id, msg[:2])
-                self._kill(p, ["killed", _packb(f"sent a malformed request: {e}")])
+            except Exception as e:  # a handler's bug ends that process, never central
+                log.exception("bad request from process %s: %s", p.id, P.short_repr(msg[:2]))
+                self._refuse(p, msg, f"a request central could not handle ({e!r})")
+
+        def on_bad(problem: str) -> None:
+            self._refuse(p, None, problem)
 
         def on_eof(error: str | None) -> None:
             if error:
@@ -302,7 +380,34 @@ class Central:
                     self._kill(p, ["killed", _packb(f"its connection to central broke: {error}")])
             self._maybe_finalize(p)
 
-        p.conn = Conn(self.loop, sock, on_frame, on_eof)
+        def on_overflow(held: int) -> None:
+            why = (f"its central socket held over {P.MAX_UNREAD} bytes unread ({held} bytes) for "
+                   f"{P.OUT_STALL_S:g} s; a process must receive to read what central sends it")
+            log.warning("process <occ %s> (%s): %s; killing it", p.os_pid, p.function, why)
+            self._kill(p, ["killed", _packb(why)])
+
+        p.conn = Conn(self.loop, sock, on_frame, on_eof, on_bad)
+        if not p.owner:
+            # The interpreter that started the runtime is the user's own: it is
+            # never killed for what it leaves unread (see README, trust).
+            p.conn.on_overflow = on_overflow
+
+    def _refuse(self, p: Proc, msg: list[Any] | None, problem: str) -> None:
+        """A malformed frame: an error reply when it has a request number
+        (the caller raises TypeError), otherwise its sender ends with a
+        reason that names the problem (issue 10); central, and every other
+        process, go on, and so do the other frames of the same read."""
+        req = P.request_number(msg) if msg is not None else 0
+        if req:
+            log.debug("process %s sent %s", p.id, problem)
+            self._error(p, req, "TypeError", f"central refused {problem}")
+            return
+        if p.owner:
+            # Never SIGKILL the user's own interpreter for a frame: the frame is dropped.
+            log.warning("the process that started the runtime sent %s; ignored it", problem)
+            return
+        log.warning("process <occ %s> (%s) sent %s; killing it", p.os_pid, p.function, problem)
+        self._kill(p, ["killed", _packb(f"sent {problem}")])
 
     def _pid(self, p: Proc) -> list[int]:
         return [p.id, p.os_pid or 0]
@@ -533,17 +638,14 @@ class Central:
         """
         assert p.os_pid is not None
         if p.argv is None:
-            _sigkill(p.os_pid, p.own_group)
+            _signal(p, signal.SIGKILL, p.own_group)
             return
-        try:
-            os.kill(p.os_pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
+        if not _signal(p, signal.SIGTERM, False):
             return
-        os_pid = p.os_pid
 
         def insist() -> None:
             if not p.finalized:
-                _sigkill(os_pid, True)
+                _signal(p, signal.SIGKILL, True)
 
         self.loop.call_later(1.0, insist)
 
@@ -579,6 +681,9 @@ class Central:
             del self.names[p.name]
         if p.conn is not None:
             p.conn.close()
+        if p.pidfd >= 0:
+            os.close(p.pidfd)
+            p.pidfd = -1
         pid = self._pid(p)
         for (owner, n), watcher_id in p.monitored_by.items():
             w = self.procs.get(watcher_id)
@@ -624,6 +729,7 @@ class Central:
                 return
             p.os_pid = os_pid
             self.by_os_pid[os_pid] = p
+            _open_pidfd(p)
             waiters, p.forked_waiters = p.forked_waiters, []
             for waiter in waiters:
                 waiter(True)
@@ -681,11 +787,18 @@ class Central:
         """
         for pid in children():
             if pid != self.fs_pid and pid not in self.by_os_pid:
+                # A child of central's own that it has not reaped yet: its pid
+                # cannot have been reused, so a plain kill is safe here.
                 _sigkill(pid, False)
 
     def reap_periodically(self) -> None:
         self._kill_orphans()
         self.on_sigchld()
+        # A process over the unread limit is found here too when central has
+        # nothing more to send it (Conn.check_unread runs on each send).
+        for p in list(self.procs.values()):
+            if p.conn is not None and p.conn.out_bytes > P.MAX_UNREAD:
+                p.conn.check_unread()
         if not self.stopping:
             self.loop.call_later(0.5, self.reap_periodically)
 
@@ -760,7 +873,7 @@ class Central:
             self.loop.remove_reader(self.fs_pidfd)
         if self.fs_pid > 0:
             if _wait_for(self.fs_pid, 1.0) is None:
-                _sigkill(self.fs_pid, False)
+                _sigkill(self.fs_pid, False)  # central's own child, not reaped: its pid is its own
                 _wait_for(self.fs_pid, 1.0)
             self.fs_pid = -1
         _kill_and_reap_children()
@@ -771,7 +884,51 @@ class Central:
         if not self.stopped.done():
             self.stopped.set_result(None)
 
+
+def _open_pidfd(p: Proc) -> None:
+    """Take a pidfd for ``p``'s process as soon as its pid is known (FORKED).
+
+    Why a signal through it cannot reach a stranger: a pid is free for reuse
+    only once its process was reaped, and a pidfd refers to the process, not
+    to the number (ESRCH once it was reaped). The forkserver reports FORKED
+    before it can reap that child (it reaps on a later turn of its loop,
+    after sending FORKED), so the pid is still the child's unless, in the
+    moment the FORKED frame spends in the socket, the child ended, was
+    reaped and the kernel handed its number out again after cycling through
+    every other pid (pid_max). The owner is central's parent (central dies
+    with it). A process central finalized has its pidfd closed and is never
+    signalled again (_kill returns at once for it).
+    """
+    if p.os_pid:
+        try:
+            p.pidfd = os.pidfd_open(p.os_pid)
+        except OSError:
+            p.pidfd = -1  # ESRCH: it was reaped already; there is nothing left to signal
+
+
+def _signal(p: Proc, sig: int, group: bool) -> bool:
+    """Send ``sig`` to ``p``'s process (and its process group); False when it is gone."""
+    if p.pidfd < 0:
+        return False
+    if group:
+        # The group's id is the leader's pid. Probing the leader through its
+        # pidfd first shows it is not reaped, so that number is still its own
+        # and killpg reaches our group, not a group that reused the number.
+        try:
+            signal.pidfd_send_signal(p.pidfd, 0)
+            os.killpg(p.os_pid, sig)  # type: ignore[arg-type]
+        except OSError:
+            pass
+    try:
+        signal.pidfd_send_signal(p.pidfd, sig)
+    except OSError:  # ProcessLookupError: it has ended and was reaped
+        return False
+    return True
+
+
 def _sigkill(os_pid: int, group: bool) -> None:
+    """SIGKILL by pid: only for central's own children it has not reaped
+    (their pids cannot have been reused); user processes go through _signal."""
     if os_pid <= 0:
         return
     try:

@@ -12,6 +12,14 @@ without decoding them.
 
 from __future__ import annotations
 
+import math
+import reprlib
+from typing import Any, Callable
+
+import msgpack
+
+from . import codec
+
 # process -> central
 SPAWN = 1  # [SPAWN, req, blob, name, link, mon_owner, mon_n, function, sys_path, title, meta]
 # meta: None or a map of facts for `occasional ps`: argv (a port), restarts
@@ -62,3 +70,237 @@ D_WHEREIS = 69  # [D_WHEREIS, req, id] -> [pid_id, os_pid] | None
 D_MSG = 70  # central -> process: [D_MSG, seq, body]
 D_FOLLOW = 71  # [D_FOLLOW, req, id, resume] -> ["running", pid_id, os_pid] | ["idle"] | ["done", reason]
 D_STOP = 72  # [D_STOP, req, id, why] -> the final wire reason, once committed
+
+
+# -- limits ----------------------------------------------------------------------------
+
+# The largest control frame central reads from a process (its Decoder's
+# max_frame). Frames that carry user data (a SPAWN's function and arguments, a
+# D_SEND's message, an EXIT's return value) are as large as that data, and
+# messages of tens of MB are routine: 256 MiB leaves ten times that. It is a
+# quarter of the 1 GiB a process accepts from a peer because central holds
+# the whole frame while it reads it, for any process at once, and because
+# every D_SEND body and D_SPAWN blob becomes a journal record: SQLite refuses
+# a blob over SQLITE_MAX_LENGTH (1e9 bytes by default), which would fail the
+# whole group commit; under 256 MiB no record can (issue 10).
+MAX_CONTROL_FRAME = 256 << 20
+
+# The most central queues for a process that does not read its central
+# socket (beyond what the kernel's socket buffer took): DOWNs of many
+# monitors, EXIT signals, forwarded durable messages. A process over it that
+# has read nothing for OUT_STALL_S seconds is killed (issue 10); one that
+# reads, however slowly, is not.
+MAX_UNREAD = 64 << 20
+OUT_STALL_S = 1.0
+# Durable messages forwarded to a process and not yet read: beyond this,
+# central stops forwarding and sends the rest from the journal once the
+# process has read what it has (nothing is lost: they are committed).
+FORWARD_WINDOW = 8 << 20
+
+
+# -- the shape of every request a process sends ----------------------------------------
+#
+# Central checks a request against its shape before any handler runs, so a
+# handler can trust its fields, and a bad value is refused at the request,
+# never later in another process that decodes it or in a journal commit
+# (issue 10: a malformed frame gets an error reply or ends its sender).
+
+_INT64 = 1 << 63
+
+
+class Field:
+    """One field of a request: its name, what it must be, and the check."""
+
+    __slots__ = ("name", "rule", "ok")
+
+    def __init__(self, name: str, rule: str, ok: Callable[[Any], bool]) -> None:
+        self.name = name
+        self.rule = rule
+        self.ok = ok
+
+
+def _is(*types: type) -> Callable[[Any], bool]:
+    return lambda v: type(v) in types
+
+
+def _journal_int(v: Any) -> bool:
+    # SQLite's INTEGER is 64-bit signed; msgpack carries up to 2**64 - 1.
+    return type(v) is int and 0 <= v < _INT64
+
+
+def _wall_time(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or (type(v) is int and -_INT64 <= v < _INT64)
+
+
+def _str_list(v: Any) -> bool:
+    return type(v) is list and all(type(x) is str for x in v)
+
+
+def _meta(v: Any) -> bool:
+    return v is None or type(v) is dict
+
+
+def _packed_str_list(v: Any) -> bool:
+    if type(v) is not bytes:
+        return False
+    try:
+        return _str_list(msgpack.unpackb(v, raw=False))
+    except Exception:
+        return False
+
+
+def _events(v: Any) -> bool:
+    """[[seq, kind, name, body], ...] as a durable process records them."""
+    if type(v) is not list:
+        return False
+    for ev in v:
+        if not (type(ev) is list and len(ev) == 4 and _journal_int(ev[0]) and type(ev[1]) is str
+                and type(ev[2]) is str and type(ev[3]) is bytes):  # fmt: skip
+            return False
+    return True
+
+
+def _check_ext(code: int, data: bytes) -> Any:
+    """codec's ext hook without running anything: the same shapes, dill left opaque."""
+    if code in (codec.EXT_TUPLE, codec.EXT_SET, codec.EXT_FROZENSET):
+        items = _decode(data)
+        if type(items) is not list:
+            raise ValueError("a tuple or set that is not a list")
+        return tuple(items) if code == codec.EXT_TUPLE else frozenset(items)
+    if code in (codec.EXT_PID, codec.EXT_REF, codec.EXT_PORT):
+        if len(data) != 16:
+            raise ValueError("a pid of the wrong size")
+        return data
+    if code == codec.EXT_BIGINT:
+        return int(data)
+    return data
+
+
+def _decode(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_check_ext, raw=False, strict_map_key=False)
+
+
+def decodable(v: Any) -> bool:
+    """Bytes that ``codec.loads`` decodes, up to the pickles inside (a user
+    value: an exit detail, a kill's why, a durable message)."""
+    if type(v) is not bytes:
+        return False
+    try:
+        _decode(v)
+    except Exception:  # ValueError, TypeError (unhashable keys), RecursionError, ...
+        return False
+    return True
+
+
+def wire_reason(v: Any, depth: int = 0) -> bool:
+    """``[kind, detail_bytes]``, or ``["linked", [pid_id, os_pid, reason]]``."""
+    if type(v) is not list or len(v) != 2 or type(v[0]) is not str or depth > 100:
+        return False
+    kind, detail = v
+    if kind == "linked":
+        return (type(detail) is list and len(detail) == 3 and type(detail[0]) is int and type(detail[1]) is int
+                and wire_reason(detail[2], depth + 1))  # fmt: skip
+    return decodable(detail)
+
+
+def _kind(v: Any) -> bool:
+    # "linked" carries a nested reason, not bytes; only central makes one.
+    return type(v) is str and v != "linked"
+
+
+def _f(name: str, rule: str, ok: Callable[[Any], bool]) -> Field:
+    return Field(name, rule, ok)
+
+
+_REQ = _f("req", "a request number (int >= 0)", lambda v: type(v) is int and 0 <= v < _INT64)
+_TARGET = _f("target", "a pid id (int)", _is(int))
+_ID = _f("id", "a durable id (str)", _is(str))
+_EVENTS = _f("events", "a list of [seq, kind, name, body] (int >= 0, str, str, bytes)", _events)
+_DETAIL = "bytes of an encoded value"
+_REASON = "a reason [kind, detail bytes] or ['linked', [pid_id, os_pid, reason]]"
+
+# op -> (its name, its fields after the op code). The first field "req", when
+# present, is the number an error reply goes to.
+REQUESTS: dict[int, tuple[str, tuple[Field, ...]]] = {
+    SPAWN: ("SPAWN", (_REQ, _f("blob", "bytes", _is(bytes)), _f("name", "a str or None", _is(str, type(None))),
+                      _f("link", "a bool", _is(bool)), _f("mon_owner", "an int or None", _is(int, type(None))),
+                      _f("mon_n", "an int or None", _is(int, type(None))), _f("function", "a str", _is(str)),
+                      _f("sys_path", "a list of str", _str_list), _f("title", "a str", _is(str)),
+                      _f("meta", "a map or None", _meta))),
+    CONNECT: ("CONNECT", (_TARGET,)),
+    MONITOR: ("MONITOR", (_f("owner", "an int", _is(int)), _f("n", "an int", _is(int)), _TARGET)),
+    DEMONITOR: ("DEMONITOR", (_f("owner", "an int", _is(int)), _f("n", "an int", _is(int)))),
+    LINK: ("LINK", (_REQ, _TARGET)),
+    UNLINK: ("UNLINK", (_REQ, _TARGET)),
+    TRAP: ("TRAP", (_REQ, _f("flag", "a bool", _is(bool)))),
+    KILL: ("KILL", (_REQ, _TARGET, _f("why", _DETAIL, decodable))),
+    REGISTER: ("REGISTER", (_REQ, _f("name", "a str", _is(str)), _TARGET)),
+    UNREGISTER: ("UNREGISTER", (_REQ, _f("name", "a str", _is(str)))),
+    WHEREIS: ("WHEREIS", (_REQ, _f("name", "a str", _is(str)))),
+    REGISTERED: ("REGISTERED", (_REQ,)),
+    PROCESSES: ("PROCESSES", (_REQ,)),
+    INFO: ("INFO", (_REQ, _TARGET)),
+    EXIT: ("EXIT", (_f("kind", "a str other than 'linked'", _kind), _f("detail", _DETAIL, decodable),
+                    _f("summary", "a str", _is(str)))),
+    STOP: ("STOP", (_REQ,)),
+    SIGNAL: ("SIGNAL", (_REQ, _TARGET, _f("reason", _REASON, wire_reason))),
+    D_SPAWN: ("D_SPAWN", (_REQ, _f("id", "a non-empty str", lambda v: type(v) is str and v != ""),
+                          _f("blob", "bytes", _is(bytes)), _f("function", "a str", _is(str)),
+                          _f("sys_path", "msgpack bytes of a list of str", _packed_str_list),
+                          _f("title", "a str", _is(str)))),
+    D_SEND: ("D_SEND", (_REQ, _f("dest", "a durable id (str)", _is(str)), _f("body", _DETAIL, decodable),
+                        _f("sender", "a durable id (str) or None", _is(str, type(None))),
+                        _f("send_seq", "an int >= 0", _journal_int), _EVENTS)),
+    D_EVENTS: ("D_EVENTS", (_REQ, _EVENTS)),
+    D_HELLO: ("D_HELLO", (_REQ,)),
+    D_RESULT: ("D_RESULT", (_REQ, _ID)),
+    D_CANCEL: ("D_CANCEL", (_REQ,)),
+    D_FINISH: ("D_FINISH", (_REQ, _EVENTS, _f("reason", "a reason [kind, detail bytes]",
+                                               lambda v: wire_reason(v) and v[0] != "linked"))),
+    D_SLEEP: ("D_SLEEP", (_REQ, _EVENTS, _f("wake_at", "a finite time (float or int)", _wall_time))),
+    D_IDLE: ("D_IDLE", ()),
+    D_WHEREIS: ("D_WHEREIS", (_REQ, _ID)),
+    D_FOLLOW: ("D_FOLLOW", (_REQ, _ID, _f("resume", "a bool", _is(bool)))),
+    D_STOP: ("D_STOP", (_REQ, _ID, _f("why", _DETAIL, decodable))),
+}  # fmt: skip
+
+
+class _ShortRepr(reprlib.Repr):
+    """reprlib, slicing bytes before repr as it does str: an error about a
+    256 MiB field must not build a 1 GiB repr."""
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        if len(x) <= self.maxstring:
+            return repr(x)
+        return f"{x[: self.maxstring]!r}... ({len(x)} bytes)"
+
+
+_short = _ShortRepr()
+_short.maxstring = 60
+_short.maxother = 60
+short_repr = _short.repr
+
+
+def check(msg: list[Any]) -> str | None:
+    """What is wrong with request ``msg`` (a list whose first item is a known
+    op code), or None when it has its shape."""
+    shape = REQUESTS.get(msg[0]) if type(msg[0]) is int else None
+    if shape is None:
+        return None  # an extension's op: its handler checks it
+    name, fields = shape
+    if len(msg) != len(fields) + 1:
+        names = ", ".join(f.name for f in fields)
+        return f"a {name} request has {len(msg) - 1} fields after the op code, not {len(fields)} ({names})"
+    for field, value in zip(fields, msg[1:]):
+        if not field.ok(value):
+            return f"a {name} request has {field.name}={short_repr(value)}, which is not {field.rule}"
+    return None
+
+
+def request_number(msg: list[Any]) -> int:
+    """The number to send an error reply to, or 0 when the request has none."""
+    shape = REQUESTS.get(msg[0]) if type(msg[0]) is int else None
+    if shape is None or not shape[1] or shape[1][0] is not _REQ or len(msg) < 2:
+        return 0
+    req = msg[1]
+    return req if type(req) is int and 0 < req < _INT64 else 0

@@ -36,6 +36,7 @@ _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 CRASH_LIMIT = 5
 LAZY_S = 0.02
+_MAX_TIMER_S = 86400.0
 _NO_JOURNAL = ("durable processes need a journal; start the runtime with "
                "occ.run(main, journal=PATH) (or occ.start(journal=PATH))")
 
@@ -44,7 +45,8 @@ class State:
     """One durable process, as central knows it."""
 
     __slots__ = ("row", "proc", "hello", "hello_seq", "mailbox_seq", "event_seq", "last_send", "crash_pos",
-                 "crashes", "idle_pos", "waiters", "done", "committed_done", "spawn_waiters", "timer")  # fmt: skip
+                 "crashes", "idle_pos", "waiters", "done", "committed_done", "spawn_waiters", "timer",
+                 "fwd_seq", "held")  # fmt: skip
 
     def __init__(self, row: ProcessRow) -> None:
         self.row = row
@@ -62,6 +64,10 @@ class State:
         self.committed_done = self.done
         self.spawn_waiters: list[Callable[[], None]] = []
         self.timer: Any = None
+        # The last mailbox seq forwarded to the running incarnation, and
+        # whether forwarding stopped at the window (see Writer._catch_up).
+        self.fwd_seq = 0
+        self.held = False
 
 
 class Writer:
@@ -123,6 +129,10 @@ class Writer:
             except Exception:
                 # Crash-only: acks promised a commit that did not happen, so the
                 # runtime ends rather than go on with a journal it cannot trust.
+                # Every record was checked when it arrived (protocol.REQUESTS:
+                # types, 64-bit ints, finite times, sizes under SQLite's blob
+                # limit), so what fails here is the store itself (disk I/O, a
+                # full disk, a damaged file), never a process's input (issue 10).
                 log.exception("the journal %s could not be written; ending the runtime", self.store.path)
                 os._exit(1)
         # One write per process: its forwarded messages, then its acks, so a
@@ -136,18 +146,33 @@ class Writer:
             if p.conn is not None:
                 out.setdefault(p.conn, [])
         forwards, self.forwards = self.forwards, []
+        sizes: dict[Conn, int] = {}
+        held: list[tuple[State, Conn]] = []
         for st, seq, body in forwards:
             proc = st.proc
-            if proc is not None and st.hello and seq > st.hello_seq and proc.conn is not None:
-                out.setdefault(proc.conn, []).append([P.D_MSG, seq, body])
+            if proc is None or not st.hello or st.held or seq <= st.fwd_seq or proc.conn is None:
+                continue
+            conn = proc.conn
+            if conn.out_bytes + sizes.get(conn, 0) > P.FORWARD_WINDOW:
+                st.held = True
+                held.append((st, conn))
+                continue
+            out.setdefault(conn, []).append([P.D_MSG, seq, body])
+            sizes[conn] = sizes.get(conn, 0) + len(body)
+            st.fwd_seq = seq
         for p, req in acks:
             if p.conn is not None:
                 out[p.conn].append([P.REPLY, req, True, None])
         for conn, frames in out.items():
             conn.send_frames(frames)
+        for st, conn in held:
+            self._wait_for_reader(st, conn)
         after, self.after = self.after, []
         for fn in after:
-            fn()
+            try:
+                fn()
+            except Exception:  # one failed answer must not cost the others theirs
+                log.exception("the journal writer failed to finish a request after a commit")
 
     # -- appends -------------------------------------------------------------------
 
@@ -161,6 +186,44 @@ class Writer:
             self._schedule()
         else:
             self._schedule_lazy()
+
+    # -- forwarding to a process that does not read (issue 10) ----------------------
+
+    # ``st.held``: forwarding to st's incarnation stopped, as over
+    # P.FORWARD_WINDOW bytes wait in its central socket. Its messages are
+    # committed, so none is lost: once it has read what it has, the rest
+    # comes from the journal (_catch_up).
+
+    def _wait_for_reader(self, st: State, conn: Conn) -> None:
+        if conn.out:
+            conn.on_drained = lambda: self._catch_up(st, conn)
+        else:
+            self.loop.call_soon(self._catch_up, st, conn)
+
+    def _catch_up(self, st: State, conn: Conn) -> None:
+        conn.on_drained = None
+        proc = st.proc
+        if not st.held or proc is None or proc.conn is not conn or conn.closed or conn.eof or conn.overflowed:
+            return  # caught up already, or that incarnation is ending: the next one starts from the journal
+        # Rows after fwd_seq that are in the store are committed: their
+        # forwards were skipped while held; later ones come with their commit.
+        rows = self.store.db.execute(
+            "SELECT seq, body FROM mailbox WHERE process=? AND seq>? ORDER BY seq LIMIT 256", (st.row.id, st.fwd_seq)
+        ).fetchall()
+        frames: list[list[Any]] = []
+        size = 0
+        for seq, body in rows:
+            if size > P.FORWARD_WINDOW:
+                break
+            frames.append([P.D_MSG, seq, body])
+            size += len(body)
+            st.fwd_seq = seq
+        if len(frames) == len(rows) and len(rows) < 256:
+            st.held = False  # caught up: forwarding goes on at the next commit
+        if frames:
+            conn.send_frames(frames)
+        if st.held:
+            self._wait_for_reader(st, conn)
 
     def _append(self, dest: State, body: bytes, sender: str | None, send_seq: int | None) -> None:
         if sender is not None:
@@ -244,7 +307,8 @@ class Writer:
             # Everything the previous incarnation wrote is committed now; what
             # is committed from here on is forwarded, the rest is read.
             st.hello = True
-            st.hello_seq = st.mailbox_seq
+            st.hello_seq = st.fwd_seq = st.mailbox_seq
+            st.held = False
             self._reply(p, req, [st.row.id, self.store.path, st.hello_seq])
 
         self.on_commit(answer)
@@ -258,6 +322,7 @@ class Writer:
         _, req, events, reason = msg
         st = self.by_proc.get(p.id)
         if st is None:
+            self._error(p, req, "RuntimeError", "this process is not a durable process")
             return
         self._events(st, events)
         self._finish(st, reason)
@@ -267,6 +332,7 @@ class Writer:
         _, req, events, wake_at = msg
         st = self.by_proc.get(p.id)
         if st is None:
+            self._error(p, req, "RuntimeError", "this process is not a durable process")
             return
         self._events(st, events)
         st.row.status, st.row.wake_at = "asleep", wake_at
@@ -354,11 +420,16 @@ class Writer:
 
     def _wake_later(self, st: State) -> None:
         delay = max(0.0, (st.row.wake_at or 0.0) - time.time())
-        st.timer = self.loop.call_later(delay, self._wake, st)
+        # The event loop's timers overflow far below a float's range (a
+        # deadline in the year 10**300): a long sleep is checked again daily.
+        st.timer = self.loop.call_later(min(delay, _MAX_TIMER_S), self._wake, st)
 
     def _wake(self, st: State) -> None:
         st.timer = None
         if st.done or st.proc is not None:
+            return
+        if (st.row.wake_at or 0.0) - time.time() > _MAX_TIMER_S:
+            self._wake_later(st)
             return
         st.row.status, st.row.wake_at = "running", None
         self.batch.status.append((st.row.id, "running", None, None, None))
