@@ -429,3 +429,23 @@ def test_an_exit_message_arrives_after_every_message_the_partner_sent_before_it_
         return summary(reason), drain_mailbox()
 
     assert occ.run(main) == (ENDING_REASONS[ending], [("n", i) for i in range(1000)])
+
+
+def test_an_error_whose_exception_the_watcher_cannot_import_arrives_as_a_stand_in(tmp_path):
+    (tmp_path / "only_here.py").write_text("class Private(Exception):\n    pass\n")
+
+    def raise_private(path):
+        sys.path.insert(0, path)
+        import only_here
+
+        raise only_here.Private("from a module only this process has")
+
+    def main(path):
+        _pid, ref = occ.spawn_monitor(raise_private, path)
+        (_, _, _, (kind, detail)) = occ.receive(("DOWN", ref, occ.ANY, occ.ANY), timeout=10)
+        return kind, type(detail).__name__, str(detail)
+
+    kind, name, text = occ.run(main, str(tmp_path))
+    assert (kind, name) == ("error", "RuntimeError")
+    assert text.startswith("the detail of a 'error' reason (")
+    assert "could not be decoded here: No module named 'only_here'" in text

@@ -57,7 +57,13 @@ def reason_from_wire(wire: list[Any]) -> tuple[str, Any]:
     if kind == "linked":
         pid_id, os_pid, inner = detail
         return ("linked", (Pid._make(pid_id, os_pid), reason_from_wire(inner)))
-    return (kind, codec.loads(detail))
+    try:
+        return (kind, codec.loads(detail))
+    except Exception as e:
+        # Central checks a reason's shape but cannot check the pickles in it
+        # without running them: an exception class this process cannot
+        # import must not break the watcher that receives the DOWN (issue 10).
+        return (kind, RuntimeError(f"the detail of a {kind!r} reason ({len(detail)} bytes) could not be decoded here: {e}"))
 
 
 class Peer:
@@ -124,10 +130,10 @@ class Context:
         would cost this process its connection to central.
         """
         payload = _packb(frame)
-        if len(payload) > _MAX_MESSAGE:
+        if len(payload) > P.MAX_CONTROL_FRAME:
             raise ValueError(
                 f"a request to the runtime's central services of {len(payload)} bytes (encoded) is over the limit "
-                f"of {_MAX_MESSAGE} bytes; nothing was sent. Pass large data to a process in parts, or write it "
+                f"of {P.MAX_CONTROL_FRAME} bytes; nothing was sent. Pass large data to a process in parts, or write it "
                 "to a file and pass the file's path"
             )
         try:
