@@ -227,7 +227,13 @@ def _descendants() -> dict[int, _Proc]:
     with _lock:
         found = _walk_descendants()
         me = os.getpid()
-        _seen_as_grandchild.intersection_update(p.key for p in found.values())
+        # Forget only a process that is gone, not one this walk missed: a
+        # process being reparented to pytest is, for an instant, in no
+        # children list, and forgetting it then would take it for pytest's own.
+        for key in [k for k in _seen_as_grandchild if k[0] not in found]:
+            current = _read_stat(key[0])
+            if current is None or current.start != key[1]:
+                _seen_as_grandchild.discard(key)
         _seen_as_grandchild.update(p.key for p in found.values() if p.ppid != me)
         return found
 
