@@ -53,6 +53,18 @@ def naming(value: object) -> str:
 # --- inside a runtime -------------------------------------------------------
 
 
+def frames_until_exit(port: occ.Port, timeout: float = 10.0) -> list[Any]:
+    """Every message from ``port`` up to and including its exit_status."""
+    import occasional as occ
+
+    got = []
+    while True:
+        _, what = occ.receive((port, occ.ANY), timeout=timeout)
+        got.append(what)
+        if what[0] == "exit_status":
+            return got
+
+
 def drain_mailbox() -> list[Any]:
     """Remove and return every message already in the mailbox, oldest first."""
     import occasional as occ

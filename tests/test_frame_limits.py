@@ -23,6 +23,7 @@ from occasional.core import codec
 from occasional.core.context import current
 from occasional.ports.framing import Framer
 from occasional.sck.frame import Decoder, FrameError, frame
+from conftest import frames_until_exit
 from test_framework import run
 
 GiB = 1 << 30
@@ -35,16 +36,6 @@ TOO_LARGE = (
 def collect(owner: occ.Pid, n: int) -> None:
     """Receive ``n`` messages, then send them to ``owner`` as a list."""
     occ.send(owner, [occ.receive(timeout=10) for _ in range(n)])
-
-
-def frames_until_exit(port: occ.Port, timeout: float = 10.0) -> list[Any]:
-    """Every message from ``port`` up to and including its exit_status."""
-    got = []
-    while True:
-        _, what = occ.receive((port, occ.ANY), timeout=timeout)
-        got.append(what)
-        if what[0] == "exit_status":
-            return got
 
 
 def port_outcome(argv: list[str], **options: Any) -> tuple[list[Any], tuple[str, str, str]]:

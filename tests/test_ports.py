@@ -16,19 +16,9 @@ from typing import Any
 import pytest
 
 import occasional as occ
-from conftest import ROOT, descendants, reap_orphans, snapshot, wait_until_gone
+from conftest import ROOT, descendants, frames_until_exit, reap_orphans, snapshot, wait_until_gone
 from occasional import ports
 from test_framework import run
-
-
-def frames_until_exit(port: occ.Port, timeout: float = 10.0) -> list[Any]:
-    """Every message from ``port`` up to and including its exit_status."""
-    got = []
-    while True:
-        _, what = occ.receive((port, occ.ANY), timeout=timeout)
-        got.append(what)
-        if what[0] == "exit_status":
-            return got
 
 
 def down_reason(port: occ.Port, ref: occ.Ref) -> Any:
