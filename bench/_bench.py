@@ -14,7 +14,8 @@ import platform
 import statistics
 import subprocess
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def machine() -> str:
@@ -34,10 +35,15 @@ def version() -> str:
     """The commit of occasional under test, and whether occasional/ has uncommitted changes."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        rev = subprocess.run(["git", "-C", repo, "log", "-1", "--format=%h %ad %s", "--date=format:%H:%M"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "occasional"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "-C", repo, "log", "-1", "--format=%h %ad %s", "--date=format:%H:%M"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", repo, "status", "--porcelain", "--", "occasional"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "occasional: version unknown (not a git checkout)"
     return f"occasional at {rev}" + (" + uncommitted changes in occasional/" if dirty else "")
@@ -89,10 +95,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = "  ".join("-" * w for w in widths)
-    print("  ".join(h.ljust(w) for h, w in zip(cells[0], widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True)))
     print(line)
     for r in cells[1:]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     sys.stdout.flush()
 
 

@@ -51,8 +51,10 @@ def configure(path: str, mode: str) -> Any:
 
 def pragmas(path: str) -> dict[str, Any]:
     with sqlite3.connect(path) as db:
-        return {"journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0],
-                "synchronous (default of a new connection)": db.execute("PRAGMA synchronous").fetchone()[0]}  # fmt: skip
+        return {
+            "journal_mode": db.execute("PRAGMA journal_mode").fetchone()[0],
+            "synchronous (default of a new connection)": db.execute("PRAGMA synchronous").fetchone()[0],
+        }
 
 
 def steps(path: str, mode: str, n: int) -> None:
@@ -71,7 +73,7 @@ def steps(path: str, mode: str, n: int) -> None:
             trivial(i)
             one.append(perf() - t0)
         ten = []
-        for b in range(n // 10):
+        for _ in range(n // 10):
             t0 = perf()
             for i in range(10):
                 trivial(i)

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 BIN = os.path.dirname(sys.executable)
 
@@ -234,8 +234,11 @@ while True:
 
 def start_raw(argvs: Sequence[Sequence[str]]) -> subprocess.Popen[bytes]:
     """The raw supervisor, running one child per argv and restarting each one that dies."""
-    return subprocess.Popen([sys.executable, "-S", "-c", RAW_SUPERVISOR, json.dumps([list(a) for a in argvs])],
-                            stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-S", "-c", RAW_SUPERVISOR, json.dumps([list(a) for a in argvs])],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 # -- supervisord and circus -----------------------------------------------------------------
@@ -311,7 +314,9 @@ def ext_command(name: str, conf: str) -> list[str]:
 def start_session(cmd: Sequence[str], log: str) -> subprocess.Popen[bytes]:
     """Run cmd in a new session, its output to the file log."""
     with open(log, "wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
 
 def stop_session(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> float:

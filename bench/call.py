@@ -37,10 +37,12 @@ import os
 import time
 from typing import Any
 
-import _bench
-import occasional as occ
-from _bench import SHARED, SPLIT, pin, unpin
 from pingpong import echo
+
+import occasional as occ
+
+import _bench
+from _bench import SHARED, SPLIT, pin, unpin
 
 TARGET = 1.3
 
@@ -86,7 +88,7 @@ def pykka_samples(batches: int, batch: int, warm: int) -> list[float] | str:
     except Exception as e:
         return f"not installed: {e!r}"
 
-    class PEcho(pykka.ThreadingActor):  # type: ignore[misc]
+    class PEcho(pykka.ThreadingActor):
         def on_receive(self, message: Any) -> Any:
             return message
 
@@ -108,13 +110,13 @@ def pykka_samples(batches: int, batch: int, warm: int) -> list[float] | str:
 try:
     from thespian.actors import Actor as _ThActor
 
-    class ThEcho(_ThActor):  # type: ignore[misc]
+    class ThEcho(_ThActor):
         def receiveMessage(self, msg: Any, sender: Any) -> None:
             if isinstance(msg, tuple):
                 self.send(sender, msg)
 
 except Exception as _e:  # reported in the table
-    ThEcho = None  # type: ignore[assignment,misc]
+    ThEcho = None  # type: ignore[assignment,misc]  # None: Thespian is unavailable, the table says why
     _th_error = repr(_e)
 
 THESPIAN_BASE = "multiprocQueueBase"
@@ -153,10 +155,12 @@ def main() -> None:
     placements: dict[str, tuple[int, int] | None] = {"different CPUs": SPLIT, "one CPU": SHARED, "unpinned": None}
     if (os.cpu_count() or 1) < 2:
         placements = {"unpinned": None}
-    print(f"{args.rounds} rounds; each round runs, for each placement ({', '.join(placements)}), one runtime with "
-          f"{args.batches} x (a batch of {args.batch} ping-pongs, then {args.batch} calls), after {args.warm} warm-up each; "
-          f"then Pykka and Thespian, {args.batches} batches of {args.ref_batch}. Figure = median of batch means; "
-          "ratio = median over rounds of the median over batch pairs")  # fmt: skip
+    print(
+        f"{args.rounds} rounds; each round runs, for each placement ({', '.join(placements)}), one runtime with "
+        f"{args.batches} x (a batch of {args.batch} ping-pongs, then {args.batch} calls), after {args.warm} warm-up each; "
+        f"then Pykka and Thespian, {args.batches} batches of {args.ref_batch}. Figure = median of batch means; "
+        "ratio = median over rounds of the median over batch pairs"
+    )
 
     pp_all: dict[str, list[float]] = {k: [] for k in placements}
     call_all: dict[str, list[float]] = {k: [] for k in placements}
@@ -169,7 +173,7 @@ def main() -> None:
             pp_all[label] += o["pingpong"]
             call_all[label] += o["call"]
             # A batch of calls is compared with the ping-pong batch just before it.
-            ratios[label].append(_bench.median([c / p for p, c in zip(o["pingpong"], o["call"])]))
+            ratios[label].append(_bench.median([c / p for p, c in zip(o["pingpong"], o["call"], strict=True)]))
         unpin()
         for name, fn in (("pykka", pykka_samples), ("thespian", thespian_samples)):
             if name in why:
@@ -193,30 +197,80 @@ def main() -> None:
         pp, c, ratio = _bench.median(pp_all[label]), _bench.median(call_all[label]), _bench.median(ratios[label])
         target = f"<= {TARGET}x" if label in judged else "(info)"
         met = ratio <= TARGET if label in judged else None
-        rows.append([label, _bench.us(pp), spread(pp_all[label]), _bench.us(c), spread(call_all[label]), f"{ratio:.2f}x",
-                     target, _bench.verdict(met), ", ".join(f"{x:.2f}" for x in ratios[label])])  # fmt: skip
-        out.append({"figure": f"call() round trip to a Server, {label}", "measured": f"{c * 1e6:.1f} us",
-                    "baseline": f"{pp * 1e6:.1f} us (core ping-pong, {label})", "ratio": round(ratio, 2),
-                    "target": target, "met": met})  # fmt: skip
-    _bench.table(["placement", "ping-pong", "batch means (us)", "call()", "batch means (us)", "ratio", "target", "verdict",
-                  "ratio per round"], rows)  # fmt: skip
-    print("different CPUs: main on CPU 0, the echo process and the server on CPU 1; one CPU: all three on CPU 0; central unpinned")
+        rows.append(
+            [
+                label,
+                _bench.us(pp),
+                spread(pp_all[label]),
+                _bench.us(c),
+                spread(call_all[label]),
+                f"{ratio:.2f}x",
+                target,
+                _bench.verdict(met),
+                ", ".join(f"{x:.2f}" for x in ratios[label]),
+            ]
+        )
+        out.append(
+            {
+                "figure": f"call() round trip to a Server, {label}",
+                "measured": f"{c * 1e6:.1f} us",
+                "baseline": f"{pp * 1e6:.1f} us (core ping-pong, {label})",
+                "ratio": round(ratio, 2),
+                "target": target,
+                "met": met,
+            }
+        )
+    _bench.table(
+        [
+            "placement",
+            "ping-pong",
+            "batch means (us)",
+            "call()",
+            "batch means (us)",
+            "ratio",
+            "target",
+            "verdict",
+            "ratio per round",
+        ],
+        rows,
+    )
+    print(
+        "different CPUs: main on CPU 0, the echo process and the server on CPU 1; one CPU: all three on CPU 0; central unpinned"
+    )
 
     base_label = "unpinned"
     base = _bench.median(pp_all[base_label])
-    labels = {"pykka": "Pykka ActorRef.ask, ThreadingActor (threads)", "thespian": f"Thespian ActorSystem.ask, {THESPIAN_BASE}"}
+    labels = {
+        "pykka": "Pykka ActorRef.ask, ThreadingActor (threads)",
+        "thespian": f"Thespian ActorSystem.ask, {THESPIAN_BASE}",
+    }
     ref_rows = []
     for name, xs in refs.items():
         if xs:
             m = _bench.median(xs)
             ref_rows.append([labels[name], _bench.us(m), f"{m / base:.2f}x", spread(xs)])
-            out.append({"figure": f"ask round trip, {labels[name]}", "measured": f"{m * 1e6:.1f} us",
-                        "baseline": f"{base * 1e6:.1f} us (core ping-pong, unpinned)", "ratio": round(m / base, 2),
-                        "target": "(info)", "met": None})  # fmt: skip
+            out.append(
+                {
+                    "figure": f"ask round trip, {labels[name]}",
+                    "measured": f"{m * 1e6:.1f} us",
+                    "baseline": f"{base * 1e6:.1f} us (core ping-pong, unpinned)",
+                    "ratio": round(m / base, 2),
+                    "target": "(info)",
+                    "met": None,
+                }
+            )
         else:
             ref_rows.append([labels[name], "-", "-", why.get(name, "no samples")])
-            out.append({"figure": f"ask round trip, {labels[name]}", "measured": why.get(name, "no samples"), "baseline": "-",
-                        "ratio": None, "target": "(info)", "met": None})  # fmt: skip
+            out.append(
+                {
+                    "figure": f"ask round trip, {labels[name]}",
+                    "measured": why.get(name, "no samples"),
+                    "baseline": "-",
+                    "ratio": None,
+                    "target": "(info)",
+                    "met": None,
+                }
+            )
     print("\nfor reference, unpinned:")
     _bench.table(["round trip", "median", "vs occasional ping-pong, unpinned", "batch means (us)"], ref_rows)
     _bench.result("call", out)

@@ -41,9 +41,10 @@ import tempfile
 import time
 from typing import Any
 
-import _bench
 import occasional as occ
 from occasional import durable
+
+import _bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EVENTS = 1000
@@ -154,7 +155,7 @@ class Interpreter:
         t = time.monotonic()
         if not line.startswith("live "):
             self.proc.kill()
-            raise RuntimeError(f"the child printed {line!r}; stderr: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            raise RuntimeError(f"the child printed {line!r}; stderr: {self.proc.stderr.read()}")  # type: ignore[union-attr]  # stderr=PIPE: never None
         _, _, t_start, t_live = line.split()
         return t, float(t_start), float(t_live)
 
@@ -169,7 +170,10 @@ class Interpreter:
                 pass
         self.proc.communicate()
         deadline = time.monotonic() + 5
-        while any(os.path.exists(f"/proc/{p}") and _state(p) not in ("Z", None) for p in tree) and time.monotonic() < deadline:
+        while (
+            any(os.path.exists(f"/proc/{p}") and _state(p) not in ("Z", None) for p in tree)
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.005)
         return t
 
@@ -203,9 +207,12 @@ def kill_and_resume(argv: list[str], n: int) -> dict[str, list[float]]:
     return {"live": live, "replay": replay, "startup": startup}
 
 
-OCC_CHILD = [sys.executable, "-c",
-             f"import sys; sys.path.insert(0, {HERE!r}); import occasional as occ, durable_restart as b; "
-             "occ.run(b.child_main, journal='{dir}/journal.sqlite')"]  # fmt: skip
+OCC_CHILD = [
+    sys.executable,
+    "-c",
+    f"import sys; sys.path.insert(0, {HERE!r}); import occasional as occ, durable_restart as b; "
+    "occ.run(b.child_main, journal='{dir}/journal.sqlite')",
+]
 
 
 def dbos_child(mode: str) -> list[str]:
@@ -220,8 +227,10 @@ def main() -> None:
     ap.add_argument("--dbos", type=int, default=3, help="kills of a DBOS interpreter per round and mode")
     args = ap.parse_args()
     _bench.header(f"durable restart: SIGKILL -> live again, {EVENTS}-event journal; replay speed")
-    print(f"{args.rounds} rounds; each: {args.n} kills of the process, {args.whole} of a whole runtime, "
-          f"{args.dbos} of DBOS per mode; sides interleaved per round; figure = median")  # fmt: skip
+    print(
+        f"{args.rounds} rounds; each: {args.n} kills of the process, {args.whole} of a whole runtime, "
+        f"{args.dbos} of DBOS per mode; sides interleaved per round; figure = median"
+    )
     try:
         import dbos  # noqa: F401
 
@@ -243,30 +252,75 @@ def main() -> None:
 
     med = _bench.median
     occ_live = med(s["occ"]["live"]) * 1e3
-    rows = [["occasional: durable process SIGKILLed -> answers", f"{occ_live:.2f} ms", f"<= {TARGET_LIVE_MS:g} ms",
-             _bench.verdict(occ_live <= TARGET_LIVE_MS), f"{med(s['occ']['replay']):,.0f}", "-",
-             _bench.spread([x * 1e3 for x in s["occ"]["live"]])]]  # fmt: skip
-    for key, label in [("whole", "occasional: whole runtime SIGKILLed -> new interpreter, answers")] + \
-                      [(f"dbos {m}", f"DBOS {m}: interpreter SIGKILLed -> new one recovered, past the steps") for m in dbos_modes]:  # fmt: skip
+    rows = [
+        [
+            "occasional: durable process SIGKILLed -> answers",
+            f"{occ_live:.2f} ms",
+            f"<= {TARGET_LIVE_MS:g} ms",
+            _bench.verdict(occ_live <= TARGET_LIVE_MS),
+            f"{med(s['occ']['replay']):,.0f}",
+            "-",
+            _bench.spread([x * 1e3 for x in s["occ"]["live"]]),
+        ]
+    ]
+    for key, label in [("whole", "occasional: whole runtime SIGKILLed -> new interpreter, answers")] + [
+        (f"dbos {m}", f"DBOS {m}: interpreter SIGKILLed -> new one recovered, past the steps") for m in dbos_modes
+    ]:
         x = s[key]
-        rows.append([label, f"{med(x['live']) * 1e3:.1f} ms", "(info)" if key == "whole" else "(peer)", "-",
-                     f"{med(x['replay']):,.0f}", f"{med(x['startup']) * 1e3:.1f} ms",
-                     _bench.spread([v * 1e3 for v in x["live"]])])  # fmt: skip
-    _bench.table(["kill -> live, 1,000 steps in the journal", "median", "target", "verdict", "replay events/s",
-                  "of which: start-up until the function runs", "samples (ms)"], rows)  # fmt: skip
+        rows.append(
+            [
+                label,
+                f"{med(x['live']) * 1e3:.1f} ms",
+                "(info)" if key == "whole" else "(peer)",
+                "-",
+                f"{med(x['replay']):,.0f}",
+                f"{med(x['startup']) * 1e3:.1f} ms",
+                _bench.spread([v * 1e3 for v in x["live"]]),
+            ]
+        )
+    _bench.table(
+        [
+            "kill -> live, 1,000 steps in the journal",
+            "median",
+            "target",
+            "verdict",
+            "replay events/s",
+            "of which: start-up until the function runs",
+            "samples (ms)",
+        ],
+        rows,
+    )
     mixed_rate = med(s["occ"]["mixed"])
-    print(f"occasional replay of {MIXED:,} receives + {MIXED:,} steps: {mixed_rate:,.0f} events/s "
-          f"(target >= {TARGET_REPLAY:,}: {_bench.verdict(mixed_rate >= TARGET_REPLAY)})")  # fmt: skip
+    print(
+        f"occasional replay of {MIXED:,} receives + {MIXED:,} steps: {mixed_rate:,.0f} events/s "
+        f"(target >= {TARGET_REPLAY:,}: {_bench.verdict(mixed_rate >= TARGET_REPLAY)})"
+    )
     out: list[dict[str, Any]] = [
-        {"figure": "durable SIGKILL -> live, 1,000-event journal", "measured": f"{occ_live:.2f} ms",
-         "baseline": "; ".join(f"DBOS {m} {med(s[f'dbos {m}']['live']) * 1e3:.0f} ms" for m in dbos_modes) or "-",
-         "ratio": None, "target": f"<= {TARGET_LIVE_MS:g} ms", "met": occ_live <= TARGET_LIVE_MS},
-        {"figure": "durable replay, receive + step", "measured": f"{mixed_rate:,.0f} events/s",
-         "baseline": "; ".join(f"DBOS {m} {med(s[f'dbos {m}']['replay']):,.0f} steps/s" for m in dbos_modes) or "-",
-         "ratio": None, "target": f">= {TARGET_REPLAY:,} events/s", "met": mixed_rate >= TARGET_REPLAY},
-        {"figure": "whole runtime SIGKILL -> live (new interpreter)", "measured": f"{med(s['whole']['live']) * 1e3:.1f} ms",
-         "baseline": "-", "ratio": None, "target": "(info)", "met": None},
-    ]  # fmt: skip
+        {
+            "figure": "durable SIGKILL -> live, 1,000-event journal",
+            "measured": f"{occ_live:.2f} ms",
+            "baseline": "; ".join(f"DBOS {m} {med(s[f'dbos {m}']['live']) * 1e3:.0f} ms" for m in dbos_modes) or "-",
+            "ratio": None,
+            "target": f"<= {TARGET_LIVE_MS:g} ms",
+            "met": occ_live <= TARGET_LIVE_MS,
+        },
+        {
+            "figure": "durable replay, receive + step",
+            "measured": f"{mixed_rate:,.0f} events/s",
+            "baseline": "; ".join(f"DBOS {m} {med(s[f'dbos {m}']['replay']):,.0f} steps/s" for m in dbos_modes) or "-",
+            "ratio": None,
+            "target": f">= {TARGET_REPLAY:,} events/s",
+            "met": mixed_rate >= TARGET_REPLAY,
+        },
+        {
+            "figure": "whole runtime SIGKILL -> live (new interpreter)",
+            "measured": f"{med(s['whole']['live']) * 1e3:.1f} ms",
+            "baseline": "-",
+            "ratio": None,
+            "target": "(info)",
+            "met": None,
+        },
+    ]
     _bench.result("durable_restart", out)
 
 

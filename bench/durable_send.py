@@ -35,9 +35,10 @@ import tempfile
 import time
 from typing import Any
 
-import _bench
 import occasional as occ
 from occasional import durable
+
+import _bench
 
 TARGETS = {("machine", 1): 5_000, ("machine", 8): 16_000, ("process", 1): 12_000, ("process", 8): 30_000}
 FRAME = 40  # bytes: about a msgpack-encoded ("m", <pid>, i) with its length prefix and row overhead
@@ -54,7 +55,7 @@ def raw_round(n: int, batch: int, sync: bool, directory: str) -> float:
     write, fdatasync, perf = os.write, os.fdatasync, time.perf_counter
     try:
         t0 = perf()
-        for i in range(n // batch):
+        for _ in range(n // batch):
             for _ in range(batch):
                 write(fd, frame)
             if sync:
@@ -107,8 +108,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4000, help="messages per round and side")
     args = ap.parse_args()
     _bench.header("durable send: committed messages per second into a durable process")
-    print(f"{args.rounds} rounds of {args.n} messages per side; sides interleaved per round; "
-          "figure = median of the rounds, ratio = median of the rounds' ratios")  # fmt: skip
+    print(
+        f"{args.rounds} rounds of {args.n} messages per side; sides interleaved per round; "
+        "figure = median of the rounds, ratio = median of the rounds' ratios"
+    )
     raw: dict[tuple[bool, int], list[float]] = {}
     occ_rates: dict[tuple[str, int], list[float]] = {}
     ratios: dict[tuple[str, int], list[float]] = {}
@@ -129,19 +132,44 @@ def main() -> None:
     rows: list[list[Any]] = []
     out = []
     for senders in (1, 8):
-        rows.append([f"raw append + fdatasync every {senders}", f"{_bench.median(raw[(True, senders)]):,.0f}", "-", "-", "-", "-"])
-        rows.append(["raw append, no fdatasync (info)", f"{_bench.median(raw[(False, senders)]):,.0f}", "-", "-", "-", "-"])
+        rows.append(
+            [
+                f"raw append + fdatasync every {senders}",
+                f"{_bench.median(raw[(True, senders)]):,.0f}",
+                "-",
+                "-",
+                "-",
+                "-",
+            ]
+        )
+        rows.append(
+            ["raw append, no fdatasync (info)", f"{_bench.median(raw[(False, senders)]):,.0f}", "-", "-", "-", "-"]
+        )
         for mode in ("machine", "process"):
             rate = _bench.median(occ_rates[(mode, senders)])
             ratio = _bench.median(ratios[(mode, senders)])
             target = TARGETS[(mode, senders)]
             met = rate >= target
-            rows.append([f"occasional {mode}, {senders} sender{'s' if senders > 1 else ''}", f"{rate:,.0f}",
-                         f"{ratio:.2f}x", f">= {target:,}", _bench.verdict(met),
-                         _bench.spread(occ_rates[(mode, senders)])])  # fmt: skip
-            out.append({"figure": f"durable send, {senders} sender(s), {mode}", "measured": f"{rate:,.0f} msg/s",
-                        "baseline": f"raw append+fdatasync every {senders}: {_bench.median(raw[(True, senders)]):,.0f} msg/s",
-                        "ratio": round(ratio, 2), "target": f">= {target:,} msg/s", "met": met})  # fmt: skip
+            rows.append(
+                [
+                    f"occasional {mode}, {senders} sender{'s' if senders > 1 else ''}",
+                    f"{rate:,.0f}",
+                    f"{ratio:.2f}x",
+                    f">= {target:,}",
+                    _bench.verdict(met),
+                    _bench.spread(occ_rates[(mode, senders)]),
+                ]
+            )
+            out.append(
+                {
+                    "figure": f"durable send, {senders} sender(s), {mode}",
+                    "measured": f"{rate:,.0f} msg/s",
+                    "baseline": f"raw append+fdatasync every {senders}: {_bench.median(raw[(True, senders)]):,.0f} msg/s",
+                    "ratio": round(ratio, 2),
+                    "target": f">= {target:,} msg/s",
+                    "met": met,
+                }
+            )
     _bench.table(["side", "msg/s", "vs raw+fdatasync", "target", "verdict", "rounds (msg/s)"], rows)
     _bench.result("durable_send", out)
 

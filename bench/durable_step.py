@@ -39,9 +39,10 @@ import tempfile
 import time
 from typing import Any
 
-import _bench
 import occasional as occ
 from occasional import durable
+
+import _bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_STEP_MS = {"machine": 0.4, "process": 0.15}
@@ -96,7 +97,7 @@ def occ_main(n: int) -> tuple[list[float], list[float]]:
     durable.spawn("bench-steps", timed_steps, n)
     kind, value = durable.result("bench-steps", timeout=600)
     assert kind == "ok", (kind, value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def occ_round(mode: str, n: int) -> tuple[list[float], list[float]]:
@@ -110,10 +111,21 @@ def occ_round(mode: str, n: int) -> tuple[list[float], list[float]]:
 def dbos_round(mode: str, n: int) -> dict[str, Any]:
     d = tempfile.mkdtemp(prefix="occ-bench-dbos-")
     try:
-        out = subprocess.run([sys.executable, os.path.join(HERE, "_dbos_peer.py"), "steps",
-                              os.path.join(d, "dbos.sqlite"), mode, str(n)],
-                             capture_output=True, text=True, check=True, cwd=d)  # fmt: skip
-        return json.loads(out.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+        out = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(HERE, "_dbos_peer.py"),
+                "steps",
+                os.path.join(d, "dbos.sqlite"),
+                mode,
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=d,
+        )
+        return json.loads(out.stdout.splitlines()[-1])
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -132,8 +144,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="single steps per round (and n/10 blocks of 10)")
     args = ap.parse_args()
     _bench.header("durable.step of a trivial function, inside a running durable process")
-    print(f"{args.rounds} rounds of {args.n} single steps and {args.n // 10} blocks of 10 per side; "
-          "sides interleaved per round; figure = median over all rounds")  # fmt: skip
+    print(
+        f"{args.rounds} rounds of {args.n} single steps and {args.n // 10} blocks of 10 per side; "
+        "sides interleaved per round; figure = median over all rounds"
+    )
     why_no_dbos = dbos_available()
     one: dict[str, list[float]] = {k: [] for k in ("raw", "machine", "process", "dbos default", "dbos wal")}
     ten: dict[str, list[float]] = {k: [] for k in one}
@@ -164,31 +178,73 @@ def main() -> None:
     dbos_wal_one, dbos_wal_ten = med_ms(one["dbos wal"]), med_ms(ten["dbos wal"])
     rows = []
     out = []
-    for label, key in (("raw append + fdatasync (the floor for \"machine\")", "raw"), ("occasional, journal_sync=\"machine\"", "machine"), ("occasional, journal_sync=\"process\"", "process"),
-                       ("DBOS, SQLite default (rollback journal, FULL)", "dbos default"), ("DBOS, SQLite WAL (FULL)", "dbos wal")):  # fmt: skip
+    for label, key in (
+        ('raw append + fdatasync (the floor for "machine")', "raw"),
+        ('occasional, journal_sync="machine"', "machine"),
+        ('occasional, journal_sync="process"', "process"),
+        ("DBOS, SQLite default (rollback journal, FULL)", "dbos default"),
+        ("DBOS, SQLite WAL (FULL)", "dbos wal"),
+    ):
         m1, m10 = med_ms(one[key]), med_ms(ten[key])
         target = f"<= {TARGET_STEP_MS[key]} ms" if key in TARGET_STEP_MS else "(peer)"
         met1 = None if key not in TARGET_STEP_MS or m1 is None else m1 <= TARGET_STEP_MS[key]
         met10 = None if key != "machine" or m10 is None else m10 <= TARGET_TEN_MS
         vs = "-" if m1 is None or dbos_wal_one is None else f"{m1 / dbos_wal_one:.2f}x"
-        rows.append([label, show(m1), target, _bench.verdict(met1), vs, show(m10),
-                     f"<= {TARGET_TEN_MS:g} ms" if key == "machine" else "-", _bench.verdict(met10),
-                     _bench.spread([x * 1e3 for x in one[key]]) if one[key] else why_no_dbos or "-"])  # fmt: skip
+        rows.append(
+            [
+                label,
+                show(m1),
+                target,
+                _bench.verdict(met1),
+                vs,
+                show(m10),
+                f"<= {TARGET_TEN_MS:g} ms" if key == "machine" else "-",
+                _bench.verdict(met10),
+                _bench.spread([x * 1e3 for x in one[key]]) if one[key] else why_no_dbos or "-",
+            ]
+        )
         if m1 is not None and key != "raw":
-            out.append({"figure": f"durable.step, {key}", "measured": f"{m1:.3f} ms",
-                        "baseline": "-" if dbos_wal_one is None else f"DBOS WAL {dbos_wal_one:.3f} ms",
-                        "ratio": None if dbos_wal_one is None else round(m1 / dbos_wal_one, 2),
-                        "target": target, "met": met1})  # fmt: skip
-            out.append({"figure": f"10 steps, {key}", "measured": f"{m10:.3f} ms",
-                        "baseline": "-" if dbos_wal_ten is None else f"DBOS WAL {dbos_wal_ten:.3f} ms",
-                        "ratio": None if dbos_wal_ten is None or m10 is None else round(m10 / dbos_wal_ten, 2),
-                        "target": f"<= {TARGET_TEN_MS:g} ms" if key == "machine" else "(info)", "met": met10})  # fmt: skip
-    _bench.table(["side", "one step", "target", "verdict", "vs DBOS WAL", "10 steps", "target", "verdict", "one step, samples (ms)"], rows)
+            out.append(
+                {
+                    "figure": f"durable.step, {key}",
+                    "measured": f"{m1:.3f} ms",
+                    "baseline": "-" if dbos_wal_one is None else f"DBOS WAL {dbos_wal_one:.3f} ms",
+                    "ratio": None if dbos_wal_one is None else round(m1 / dbos_wal_one, 2),
+                    "target": target,
+                    "met": met1,
+                }
+            )
+            out.append(
+                {
+                    "figure": f"10 steps, {key}",
+                    "measured": f"{m10:.3f} ms",
+                    "baseline": "-" if dbos_wal_ten is None else f"DBOS WAL {dbos_wal_ten:.3f} ms",
+                    "ratio": None if dbos_wal_ten is None or m10 is None else round(m10 / dbos_wal_ten, 2),
+                    "target": f"<= {TARGET_TEN_MS:g} ms" if key == "machine" else "(info)",
+                    "met": met10,
+                }
+            )
+    _bench.table(
+        [
+            "side",
+            "one step",
+            "target",
+            "verdict",
+            "vs DBOS WAL",
+            "10 steps",
+            "target",
+            "verdict",
+            "one step, samples (ms)",
+        ],
+        rows,
+    )
     for mode in ("default", "wal"):
         xs = whole[f"dbos {mode}"]
         if xs:
-            print(f"DBOS {mode}: a whole 10-step workflow, call to return: {show(med_ms(xs))}; "
-                  f"pragmas seen on its file: {dbos_pragmas[mode]}")  # fmt: skip
+            print(
+                f"DBOS {mode}: a whole 10-step workflow, call to return: {show(med_ms(xs))}; "
+                f"pragmas seen on its file: {dbos_pragmas[mode]}"
+            )
     if why_no_dbos:
         print(f"DBOS: {why_no_dbos}")
     _bench.result("durable_step", out)

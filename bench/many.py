@@ -30,8 +30,9 @@ import subprocess
 import sys
 import time
 
-import _bench
 import occasional as occ
+
+import _bench
 
 TARGET_PSS_MIB = 2.0
 FLAT = 1.5
@@ -98,14 +99,16 @@ for pid in kids:
 def raw_baseline(n: int) -> tuple[float, int, float, float]:
     """(PSS MiB per child, children measured, PSS MiB of the parent, seconds per fork)."""
     t0 = time.perf_counter()
-    parent = subprocess.Popen([sys.executable, "-c", RAW_PARENT, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", RAW_PARENT, str(n)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
-        kids = [int(x) for x in parent.stdout.readline().split()]  # type: ignore[union-attr]
+        kids = [int(x) for x in parent.stdout.readline().split()]  # type: ignore[union-attr]  # stdout=PIPE: never None
         per_fork = (time.perf_counter() - t0) / n
         per_child, measured = pss_per_process(kids)
         parent_pss = (pss_kib(parent.pid) or 0) / 1024
     finally:
-        parent.stdin.close()  # type: ignore[union-attr]
+        parent.stdin.close()  # type: ignore[union-attr]  # stdin=PIPE: never None
         parent.wait()
     return per_child, measured, parent_pss, per_fork
 
@@ -142,7 +145,7 @@ def occ_main(n: int, block: int) -> dict[str, object]:
         for _ in range(block):
             pids.append(spawn(waiter))
         blocks.append((perf() - t0) / block)
-        cpu_blocks.append([(b - a) / block for a, b in zip(c0, cpu())])
+        cpu_blocks.append([(b - a) / block for a, b in zip(c0, cpu(), strict=True)])
         faults.append(fault_us(32))  # outside the timed part
     spawn_total = perf() - t_all
     fault_after = fault_us()
@@ -164,14 +167,25 @@ def occ_main(n: int, block: int) -> dict[str, object]:
     busy_pss, busy_measured = pss_per_process(os_pids)
     child_cpu = [_bench.cpu_seconds(p) for p in os_pids]
     return {
-        "blocks": blocks, "cpu_blocks": cpu_blocks, "spawn_total": spawn_total, "answered": len(answered),
-        "answer_time": answer_time, "idle_pss": idle_pss, "idle_measured": idle_measured, "busy_pss": busy_pss,
-        "busy_measured": busy_measured, "child_cpu": sum(child_cpu) / len(child_cpu), "fault_after": fault_after, "faults": faults,
+        "blocks": blocks,
+        "cpu_blocks": cpu_blocks,
+        "spawn_total": spawn_total,
+        "answered": len(answered),
+        "answer_time": answer_time,
+        "idle_pss": idle_pss,
+        "idle_measured": idle_measured,
+        "busy_pss": busy_pss,
+        "busy_measured": busy_measured,
+        "child_cpu": sum(child_cpu) / len(child_cpu),
+        "fault_after": fault_after,
+        "faults": faults,
         "child_cpu_blocks": [sum(child_cpu[i : i + block]) / block for i in range(0, len(child_cpu), block)],
-        "main_pss": (pss_kib(me_os) or 0) / 1024, "fs_pss": (pss_kib(fs) or 0) / 1024,
+        "main_pss": (pss_kib(me_os) or 0) / 1024,
+        "fs_pss": (pss_kib(fs) or 0) / 1024,
         "central_pss": (pss_kib(central) or 0) / 1024,
-        "fds_main": len(os.listdir("/proc/self/fd")), "fds_central": len(os.listdir(f"/proc/{central}/fd")),
-    }  # fmt: skip
+        "fds_main": len(os.listdir("/proc/self/fd")),
+        "fds_central": len(os.listdir(f"/proc/{central}/fd")),
+    }
 
 
 def main() -> None:
@@ -192,28 +206,46 @@ def main() -> None:
     o = occ.run(occ_main, n, block)
     run_total = time.perf_counter() - t0
 
-    blocks: list[float] = o["blocks"]  # type: ignore[assignment]
-    cpu_blocks: list[list[float]] = o["cpu_blocks"]  # type: ignore[assignment]
-    child_blocks: list[float] = o["child_cpu_blocks"]  # type: ignore[assignment]
-    faults: list[float] = o["faults"]  # type: ignore[assignment]
-    print(f"\nper block of {block} spawns (occasional spawn(), one at a time): wall time per spawn, and CPU per spawn "
-          "of main, central and the forkserver while the block ran, and of each new process (its whole life, read at the end); "
-          "last column: the machine's cost of faulting in a fresh page, probed after the block")  # fmt: skip
+    blocks: list[float] = o["blocks"]
+    cpu_blocks: list[list[float]] = o["cpu_blocks"]
+    child_blocks: list[float] = o["child_cpu_blocks"]
+    faults: list[float] = o["faults"]
+    print(
+        f"\nper block of {block} spawns (occasional spawn(), one at a time): wall time per spawn, and CPU per spawn "
+        "of main, central and the forkserver while the block ran, and of each new process (its whole life, read at the end); "
+        "last column: the machine's cost of faulting in a fresh page, probed after the block"
+    )
     _bench.table(
-        ["processes", "wall per spawn", "CPU main", "CPU central", "CPU forkserver", "CPU of the new process", "page fault"],
-        [[f"{i * block + 1}-{(i + 1) * block}", _bench.ms(b), *(_bench.ms(c) for c in cb), _bench.ms(cc), f"{f:.1f} us"]
-         for i, (b, cb, cc, f) in enumerate(zip(blocks, cpu_blocks, child_blocks, faults))],
-    )  # fmt: skip
+        [
+            "processes",
+            "wall per spawn",
+            "CPU main",
+            "CPU central",
+            "CPU forkserver",
+            "CPU of the new process",
+            "page fault",
+        ],
+        [
+            [
+                f"{i * block + 1}-{(i + 1) * block}",
+                _bench.ms(b),
+                *(_bench.ms(c) for c in cb),
+                _bench.ms(cc),
+                f"{f:.1f} us",
+            ]
+            for i, (b, cb, cc, f) in enumerate(zip(blocks, cpu_blocks, child_blocks, faults, strict=False))
+        ],
+    )
     first, worst, last = blocks[0], max(blocks), blocks[-1]
     flat = worst / first <= FLAT
     # The same, over the blocks before the machine's page faults got dearer
     # (more than twice the cost measured before the run): on a VM, memory
     # the guest has not used lately can cost several times more to fault in.
-    calm = [b for b, f in zip(blocks, faults) if f <= 2 * fault_before]
+    calm = [b for b, f in zip(blocks, faults, strict=True) if f <= 2 * fault_before]
     calm_worst = max(calm) if calm else float("nan")
     answered = o["answered"]
-    busy_pss: float = o["busy_pss"]  # type: ignore[assignment]
-    idle_pss: float = o["idle_pss"]  # type: ignore[assignment]
+    busy_pss: float = o["busy_pss"]
+    idle_pss: float = o["idle_pss"]
     print()
     rows = [
         ["spawn time per process, first block", _bench.ms(first), "-", "-", "-", "-"],
@@ -229,24 +261,56 @@ def main() -> None:
     _bench.table(["figure", "occasional", "raw os.fork() child", "ratio", "target", "verdict"], rows)
     print(f"\nmeasured PSS of {o['busy_measured']} occasional processes and {raw_measured} raw children")
     print(f"raw: {raw_fork * 1e3:.3f} ms per os.fork() (incl. interpreter start), parent {raw_parent:.1f} MiB PSS")
-    print(f"occasional: {n} spawns in {o['spawn_total']:.2f} s; all {n} pinged and answered in {o['answer_time']:.2f} s; "
-          f"occ.run total {run_total:.2f} s (incl. start and stop)")  # fmt: skip
-    print(f"page fault cost of this machine (fresh 4 KiB page): {fault_before:.1f} us before, "
-          f"{o['fault_after']:.1f} us with all {n} processes alive")  # fmt: skip
+    print(
+        f"occasional: {n} spawns in {o['spawn_total']:.2f} s; all {n} pinged and answered in {o['answer_time']:.2f} s; "
+        f"occ.run total {run_total:.2f} s (incl. start and stop)"
+    )
+    print(
+        f"page fault cost of this machine (fresh 4 KiB page): {fault_before:.1f} us before, "
+        f"{o['fault_after']:.1f} us with all {n} processes alive"
+    )
     print(f"CPU each user process used to start, answer and wait (mean): {o['child_cpu'] * 1e3:.2f} ms")
-    print(f"runtime's own PSS: main {o['main_pss']:.1f} MiB, central {o['central_pss']:.1f} MiB, forkserver {o['fs_pss']:.1f} MiB; "
-          f"open fds: main {o['fds_main']}, central {o['fds_central']}")  # fmt: skip
-    _bench.result("many", [
-        {"figure": f"{n} processes: spawn time flat (slowest / first block of {block})", "measured": f"{worst * 1e3:.2f} ms vs {first * 1e3:.2f} ms",
-         "baseline": "-", "ratio": round(worst / first, 2), "target": f"<= {FLAT}x", "met": flat},
-        {"figure": f"{n} processes: spawn time flat, blocks before the VM's page faults got dearer ({len(calm)} of {len(blocks)})",
-         "measured": f"{calm_worst * 1e3:.2f} ms vs {first * 1e3:.2f} ms", "baseline": "-", "ratio": round(calm_worst / first, 2),
-         "target": "(info)", "met": None},
-        {"figure": f"{n} processes: every one answers", "measured": f"{answered}/{n}", "baseline": "-", "ratio": None,
-         "target": f"{n}/{n}", "met": answered == n},
-        {"figure": "PSS per process", "measured": f"{busy_pss:.2f} MiB", "baseline": f"{raw_pss:.2f} MiB (raw os.fork() child)",
-         "ratio": round(busy_pss / raw_pss, 2), "target": f"<= {TARGET_PSS_MIB} MiB", "met": busy_pss <= TARGET_PSS_MIB},
-    ])  # fmt: skip
+    print(
+        f"runtime's own PSS: main {o['main_pss']:.1f} MiB, central {o['central_pss']:.1f} MiB, forkserver {o['fs_pss']:.1f} MiB; "
+        f"open fds: main {o['fds_main']}, central {o['fds_central']}"
+    )
+    _bench.result(
+        "many",
+        [
+            {
+                "figure": f"{n} processes: spawn time flat (slowest / first block of {block})",
+                "measured": f"{worst * 1e3:.2f} ms vs {first * 1e3:.2f} ms",
+                "baseline": "-",
+                "ratio": round(worst / first, 2),
+                "target": f"<= {FLAT}x",
+                "met": flat,
+            },
+            {
+                "figure": f"{n} processes: spawn time flat, blocks before the VM's page faults got dearer ({len(calm)} of {len(blocks)})",
+                "measured": f"{calm_worst * 1e3:.2f} ms vs {first * 1e3:.2f} ms",
+                "baseline": "-",
+                "ratio": round(calm_worst / first, 2),
+                "target": "(info)",
+                "met": None,
+            },
+            {
+                "figure": f"{n} processes: every one answers",
+                "measured": f"{answered}/{n}",
+                "baseline": "-",
+                "ratio": None,
+                "target": f"{n}/{n}",
+                "met": answered == n,
+            },
+            {
+                "figure": "PSS per process",
+                "measured": f"{busy_pss:.2f} MiB",
+                "baseline": f"{raw_pss:.2f} MiB (raw os.fork() child)",
+                "ratio": round(busy_pss / raw_pss, 2),
+                "target": f"<= {TARGET_PSS_MIB} MiB",
+                "met": busy_pss <= TARGET_PSS_MIB,
+            },
+        ],
+    )
 
 
 if __name__ == "__main__":

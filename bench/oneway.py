@@ -24,9 +24,10 @@ import multiprocessing as mp
 import os
 import time
 
+import occasional as occ
+
 import _bench
 from _bench import SHARED, SPLIT, pin, unpin
-import occasional as occ
 
 TARGET_RATE = 200_000
 TARGET_RATIO = 1.5
@@ -35,7 +36,7 @@ TARGET_RATIO = 1.5
 # -- multiprocessing.Queue baseline ----------------------------------------------------
 
 
-def mp_receiver(q: "mp.Queue[object]", back: "mp.Queue[object]", n: int, cpu: int | None) -> None:
+def mp_receiver(q: mp.Queue[object], back: mp.Queue[object], n: int, cpu: int | None) -> None:
     pin(cpu)
     q.get()
     back.put("ready")
@@ -66,7 +67,7 @@ def mp_round(n: int, cpus: tuple[int, int] | None = None) -> tuple[float, float]
     p.join()
     if cpus:
         unpin()
-    return per_msg, sent  # type: ignore[return-value]
+    return per_msg, sent  # type: ignore[return-value]  # per_msg: the float the receiver put in an mp.Queue[object]
 
 
 # -- occasional ----------------------------------------------------------------------
@@ -116,8 +117,10 @@ def main() -> None:
     args = ap.parse_args()
     n = args.n
     _bench.header("one-way small messages, one sender -> one receiver")
-    print(f"N = {n:,} messages ('msg', i) per run, {args.rounds} rounds of (Queue, occasional, occasional with a template); "
-          "rate measured at the receiver; figure = median, ratio = median of the rounds' ratios")  # fmt: skip
+    print(
+        f"N = {n:,} messages ('msg', i) per run, {args.rounds} rounds of (Queue, occasional, occasional with a template); "
+        "rate measured at the receiver; figure = median, ratio = median of the rounds' ratios"
+    )
 
     # Rounds alternate baseline and occasional, so a burst of other load on
     # the machine hits both alike (the benchmark machine is shared).
@@ -155,20 +158,41 @@ def main() -> None:
         ["occasional receive(('msg', ANY))", f"{t:,.0f}", f"{t / b:.2f}x", f"{send_rate(tmpl):,.0f}", "(info)", "-",
          _bench.spread([1 / s[0] for s in tmpl])],
     ]  # fmt: skip
-    _bench.table(["one-way", "msg/s at receiver", "ratio vs Queue", "sender loop msg/s", "target", "verdict", "rounds (msg/s)"], rows)
+    _bench.table(
+        ["one-way", "msg/s at receiver", "ratio vs Queue", "sender loop msg/s", "target", "verdict", "rounds (msg/s)"],
+        rows,
+    )
     print(f"ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}")
     if placed:
         print("\ndiagnostic, one run each: sender and receiver pinned")
         _bench.table(
             ["placement", "Queue msg/s", "occasional msg/s", "ratio"],
-            [[label, f"{1 / mq[0]:,.0f}", f"{1 / oc[0]:,.0f}", f"{mq[0] / oc[0]:.2f}x"] for label, (mq, oc) in placed.items()],
-        )  # fmt: skip
-    _bench.result("oneway", [
-        {"figure": "one-way msg/s", "measured": f"{p:,.0f} msg/s", "baseline": f"{b:,.0f} msg/s (multiprocessing.Queue)",
-         "ratio": round(ratio, 2), "target": f">= {TARGET_RATE:,} msg/s and >= {TARGET_RATIO}x", "met": ok},
-        {"figure": "one-way msg/s, template receive", "measured": f"{t:,.0f} msg/s", "baseline": f"{b:,.0f} msg/s (multiprocessing.Queue)",
-         "ratio": round(t / b, 2), "target": "(info)", "met": None},
-    ])  # fmt: skip
+            [
+                [label, f"{1 / mq[0]:,.0f}", f"{1 / oc[0]:,.0f}", f"{mq[0] / oc[0]:.2f}x"]
+                for label, (mq, oc) in placed.items()
+            ],
+        )
+    _bench.result(
+        "oneway",
+        [
+            {
+                "figure": "one-way msg/s",
+                "measured": f"{p:,.0f} msg/s",
+                "baseline": f"{b:,.0f} msg/s (multiprocessing.Queue)",
+                "ratio": round(ratio, 2),
+                "target": f">= {TARGET_RATE:,} msg/s and >= {TARGET_RATIO}x",
+                "met": ok,
+            },
+            {
+                "figure": "one-way msg/s, template receive",
+                "measured": f"{t:,.0f} msg/s",
+                "baseline": f"{b:,.0f} msg/s (multiprocessing.Queue)",
+                "ratio": round(t / b, 2),
+                "target": "(info)",
+                "met": None,
+            },
+        ],
+    )
 
 
 if __name__ == "__main__":

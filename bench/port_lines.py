@@ -32,8 +32,9 @@ import subprocess
 import threading
 import time
 
-import _bench
 import occasional as occ
+
+import _bench
 
 TARGET_RATIO = 0.8
 LINE = b"%099d"  # 99 bytes; the newline makes 100
@@ -146,8 +147,10 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=1000, help="lines the occasional owner keeps in flight")
     args = ap.parse_args()
     _bench.header("port line throughput: cat echoing 100-byte lines")
-    print(f"{args.rounds} rounds; each round {args.n:,} lines raw, then occasional (window {args.window}); "
-          "figure = median lines/s, ratio = median of the rounds' ratios")  # fmt: skip
+    print(
+        f"{args.rounds} rounds; each round {args.n:,} lines raw, then occasional (window {args.window}); "
+        "figure = median lines/s, ratio = median of the rounds' ratios"
+    )
     payloads = lines(args.n)
     why: str | None = None  # why the occasional side has no figure
     raw: list[float] = []
@@ -168,25 +171,67 @@ def main() -> None:
         echoes.append(occ.run(occ_echo_main, payloads, args.window))
 
     base = _bench.median(raw)
-    rows = [["raw Popen(['cat']) pipe, writer thread + reading main (baseline)", f"{base:,.0f}", "-", "-", "-",
-             _bench.spread(raw)]]  # fmt: skip
+    rows = [
+        [
+            "raw Popen(['cat']) pipe, writer thread + reading main (baseline)",
+            f"{base:,.0f}",
+            "-",
+            "-",
+            "-",
+            _bench.spread(raw),
+        ]
+    ]
     out = []
     if o:
         ratio = _bench.median(ratios)
         met = ratio >= TARGET_RATIO
-        rows.append(["occasional open_port(['cat'], framing='line')", f"{_bench.median(o):,.0f}", f"{ratio:.2f}x",
-                     f">= {TARGET_RATIO}x", _bench.verdict(met), _bench.spread(o)])  # fmt: skip
-        out.append({"figure": "port line throughput, cat, 100-byte lines", "measured": f"{_bench.median(o):,.0f} lines/s",
-                    "baseline": f"{base:,.0f} lines/s (raw subprocess pipe)", "ratio": round(ratio, 2),
-                    "target": f">= {TARGET_RATIO}x raw", "met": met})  # fmt: skip
+        rows.append(
+            [
+                "occasional open_port(['cat'], framing='line')",
+                f"{_bench.median(o):,.0f}",
+                f"{ratio:.2f}x",
+                f">= {TARGET_RATIO}x",
+                _bench.verdict(met),
+                _bench.spread(o),
+            ]
+        )
+        out.append(
+            {
+                "figure": "port line throughput, cat, 100-byte lines",
+                "measured": f"{_bench.median(o):,.0f} lines/s",
+                "baseline": f"{base:,.0f} lines/s (raw subprocess pipe)",
+                "ratio": round(ratio, 2),
+                "target": f">= {TARGET_RATIO}x raw",
+                "met": met,
+            }
+        )
     else:
-        rows.append(["occasional open_port(['cat'], framing='line')", "-", "-", f">= {TARGET_RATIO}x", "-", why or "no samples"])
-        out.append({"figure": "port line throughput, cat, 100-byte lines", "measured": why,
-                    "baseline": f"{base:,.0f} lines/s (raw subprocess pipe)", "ratio": None,
-                    "target": f">= {TARGET_RATIO}x raw", "met": False})  # fmt: skip
-    rows.append(["occasional, an echo process instead of a port (no cat, no pipes; info)", f"{_bench.median(echoes):,.0f}",
-                 f"{_bench.median(echoes) / base:.2f}x", "(info)", "-", _bench.spread(echoes)])  # fmt: skip
-    _bench.table(["cat echoing 100-byte lines", "lines/s", "ratio vs raw", "target", "verdict", "samples (lines/s)"], rows)
+        rows.append(
+            ["occasional open_port(['cat'], framing='line')", "-", "-", f">= {TARGET_RATIO}x", "-", why or "no samples"]
+        )
+        out.append(
+            {
+                "figure": "port line throughput, cat, 100-byte lines",
+                "measured": why,
+                "baseline": f"{base:,.0f} lines/s (raw subprocess pipe)",
+                "ratio": None,
+                "target": f">= {TARGET_RATIO}x raw",
+                "met": False,
+            }
+        )
+    rows.append(
+        [
+            "occasional, an echo process instead of a port (no cat, no pipes; info)",
+            f"{_bench.median(echoes):,.0f}",
+            f"{_bench.median(echoes) / base:.2f}x",
+            "(info)",
+            "-",
+            _bench.spread(echoes),
+        ]
+    )
+    _bench.table(
+        ["cat echoing 100-byte lines", "lines/s", "ratio vs raw", "target", "verdict", "samples (lines/s)"], rows
+    )
     if ratios:
         print(f"ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}")
     _bench.result("port_lines", out)

@@ -36,10 +36,11 @@ import signal
 import time
 from typing import Any
 
+import occasional as occ
+
 import _bench
 import _native
 from _native import EXT_LABEL, EXT_PERIOD, Listener
-import occasional as occ
 
 TARGET_RATIO = 1.2
 SOCK = "{sock}"  # stands for the Listener's path in an argv template
@@ -133,9 +134,11 @@ def main() -> None:
         if k not in _native.SERVICES:
             ap.error(f"--service {k!r}: choose from {', '.join(_native.SERVICES)}")
     _bench.header("port restart: SIGKILL of a native service -> the new one answers")
-    print(f"{args.rounds} rounds; each round, for each service: {args.n} kills (after {args.warm} warm-up) raw, occasional, "
-          f"then in the first {args.ext_rounds} rounds {args.ext_n} (after 1) under circus and supervisord; "
-          "figure = median, ratio = median of the rounds' ratios")  # fmt: skip
+    print(
+        f"{args.rounds} rounds; each round, for each service: {args.n} kills (after {args.warm} warm-up) raw, occasional, "
+        f"then in the first {args.ext_rounds} rounds {args.ext_n} (after 1) under circus and supervisord; "
+        "figure = median, ratio = median of the rounds' ratios"
+    )
 
     build = _native.Build()
     try:
@@ -146,9 +149,15 @@ def main() -> None:
             why[("raw", k)] = kind_why
             why[("occ", k)] = kind_why
             for name in ("circus", "supervisord"):
-                why[(name, k)] = kind_why or _native.ext_available(name) or ("skipped (--ext-rounds 0)" if args.ext_rounds == 0 else None)
+                why[(name, k)] = (
+                    kind_why
+                    or _native.ext_available(name)
+                    or ("skipped (--ext-rounds 0)" if args.ext_rounds == 0 else None)
+                )
         samples: dict[tuple[str, str], list[float]] = {(s, k): [] for s in sides for k in kinds}
-        starts: dict[tuple[str, str], list[float]] = {(s, k): [] for s in sides for k in kinds}  # kill -> the executable runs
+        starts: dict[tuple[str, str], list[float]] = {
+            (s, k): [] for s in sides for k in kinds
+        }  # kill -> the executable runs
         ratios: dict[str, list[float]] = {k: [] for k in kinds}
         for rnd in range(args.rounds):
             for k in kinds:
@@ -187,8 +196,15 @@ def main() -> None:
         xs, st = samples[(side, k)], starts[(side, k)]
         if not xs:
             return [label, "-", "-", ratio, target, verdict, why[(side, k)] or "no samples"]
-        return [label, _bench.ms(_bench.median(xs)), _bench.ms(_bench.median(st)), ratio, target, verdict,
-                _bench.spread([x * 1e3 for x in xs])]  # fmt: skip
+        return [
+            label,
+            _bench.ms(_bench.median(xs)),
+            _bench.ms(_bench.median(st)),
+            ratio,
+            target,
+            verdict,
+            _bench.spread([x * 1e3 for x in xs]),
+        ]
 
     for k in kinds:
         label = build.label(k)
@@ -203,24 +219,67 @@ def main() -> None:
         if o:
             ratio = _bench.median(ratios[k])
             met = ratio <= TARGET_RATIO
-            rows.append(row("occ", k, f"occasional Supervisor + port, {label}", f"{ratio:.2f}x", f"<= {TARGET_RATIO}x", _bench.verdict(met)))
-            out.append({"figure": figure, "measured": f"{_bench.median(o) * 1e3:.2f} ms",
-                        "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)", "ratio": round(ratio, 2),
-                        "target": f"<= {TARGET_RATIO}x raw", "met": met})  # fmt: skip
+            rows.append(
+                row(
+                    "occ",
+                    k,
+                    f"occasional Supervisor + port, {label}",
+                    f"{ratio:.2f}x",
+                    f"<= {TARGET_RATIO}x",
+                    _bench.verdict(met),
+                )
+            )
+            out.append(
+                {
+                    "figure": figure,
+                    "measured": f"{_bench.median(o) * 1e3:.2f} ms",
+                    "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)",
+                    "ratio": round(ratio, 2),
+                    "target": f"<= {TARGET_RATIO}x raw",
+                    "met": met,
+                }
+            )
         else:
             rows.append(row("occ", k, f"occasional Supervisor + port, {label}", "-", f"<= {TARGET_RATIO}x", "-"))
-            out.append({"figure": figure, "measured": why[("occ", k)], "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)",
-                        "ratio": None, "target": f"<= {TARGET_RATIO}x raw", "met": False})  # fmt: skip
+            out.append(
+                {
+                    "figure": figure,
+                    "measured": why[("occ", k)],
+                    "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)",
+                    "ratio": None,
+                    "target": f"<= {TARGET_RATIO}x raw",
+                    "met": False,
+                }
+            )
         for name in ("circus", "supervisord"):
             ext = samples[(name, k)]
             m = _bench.median(ext) if ext else None
-            rows.append(row(name, k, f"{EXT_LABEL[name]}, {label}", "-" if m is None else f"{m / base:.2f}x", "(info)", "-"))
+            rows.append(
+                row(name, k, f"{EXT_LABEL[name]}, {label}", "-" if m is None else f"{m / base:.2f}x", "(info)", "-")
+            )
             if m is not None:
-                out.append({"figure": f"port restart under {EXT_LABEL[name]} ({label})", "measured": f"{m * 1e3:.2f} ms",
-                            "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)", "ratio": round(m / base, 2),
-                            "target": "(info)", "met": None})  # fmt: skip
-    _bench.table(["kill -> new service answers", "median", "of which kill -> it runs", "ratio vs raw", "target", "verdict",
-                  "samples (ms)"], rows)  # fmt: skip
+                out.append(
+                    {
+                        "figure": f"port restart under {EXT_LABEL[name]} ({label})",
+                        "measured": f"{m * 1e3:.2f} ms",
+                        "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)",
+                        "ratio": round(m / base, 2),
+                        "target": "(info)",
+                        "met": None,
+                    }
+                )
+    _bench.table(
+        [
+            "kill -> new service answers",
+            "median",
+            "of which kill -> it runs",
+            "ratio vs raw",
+            "target",
+            "verdict",
+            "samples (ms)",
+        ],
+        rows,
+    )
     for k in kinds:
         if ratios[k]:
             print(f"ratio per round ({build.label(k)}): {', '.join(f'{x:.2f}' for x in ratios[k])}")

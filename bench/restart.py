@@ -44,15 +44,28 @@ import tempfile
 import time
 from typing import Any
 
-import _bench
-import occasional as occ
-from _native import CIRCUS_CHECK_DELAY, EXT_PERIOD, ext_available, ext_command, ext_config, kill_all, start_session, stop_session
 from pingpong import RawConn
+
+import occasional as occ
+
+import _bench
+from _native import (
+    CIRCUS_CHECK_DELAY,
+    EXT_PERIOD,
+    ext_available,
+    ext_command,
+    ext_config,
+    kill_all,
+    start_session,
+    stop_session,
+)
 
 TARGET_MS = 5.0
 TARGET_RATIO = 1.5
-EXT_LABEL = {"circus": f"circus, check_delay={CIRCUS_CHECK_DELAY:g} s (python -S child)",
-             "supervisord": "supervisord (python -S child)"}  # fmt: skip
+EXT_LABEL = {
+    "circus": f"circus, check_delay={CIRCUS_CHECK_DELAY:g} s (python -S child)",
+    "supervisord": "supervisord (python -S child)",
+}
 
 
 # -- the raw fork supervisor (baseline) --------------------------------------------
@@ -161,7 +174,7 @@ def occ_named_main(n: int, warm: int) -> list[float]:
     samples = []
     for i in range(warm + n):
         t0 = perf()
-        os.kill(pid.os_pid, signal.SIGKILL)  # type: ignore[union-attr]
+        os.kill(pid.os_pid, signal.SIGKILL)  # type: ignore[union-attr]  # whereis finds it: the supervisor restarts it at once
         while True:
             new = whereis("w")
             if new is not None and new != pid:
@@ -185,6 +198,7 @@ s.sendall(b"up %d\\n" % os.getpid())
 for line in s.makefile("rb"):
     s.sendall(b"pong " + line.split()[1] + b"\\n")
 """
+
 
 def ext_round(name: str, n: int, warm: int, timeout: float = 15.0) -> list[float]:
     """Start the daemon, time n kills of its child, stop the daemon and everything it started."""
@@ -213,7 +227,7 @@ def ext_round(name: str, n: int, warm: int, timeout: float = 15.0) -> list[float
 
         try:
             conn, reader, child = accept()
-        except socket.timeout:
+        except TimeoutError:
             raise RuntimeError(f"{name}'s child never connected; see {d}/daemon.out") from None
         samples = []
         perf = time.perf_counter
@@ -253,8 +267,10 @@ def main() -> None:
     ap.add_argument("--ext-rounds", type=int, default=2, help="rounds that also run supervisord and circus")
     args = ap.parse_args()
     _bench.header("supervisor restart: SIGKILL -> the new child answers")
-    print(f"{args.rounds} rounds; each round: {args.n} kills (after {args.warm} warm-up) raw, occasional, occasional by name, "
-          f"then in the first {args.ext_rounds} rounds {args.ext_n} (after 1) under supervisord and circus; figure = median, ratio = median of the rounds' ratios")  # fmt: skip
+    print(
+        f"{args.rounds} rounds; each round: {args.n} kills (after {args.warm} warm-up) raw, occasional, occasional by name, "
+        f"then in the first {args.ext_rounds} rounds {args.ext_n} (after 1) under supervisord and circus; figure = median, ratio = median of the rounds' ratios"
+    )
 
     ext: dict[str, str | None] = {name: ext_available(name) for name in ("circus", "supervisord")}
     if args.ext_rounds == 0:
@@ -279,8 +295,14 @@ def main() -> None:
         xs = samples[key]
         if not xs:
             return [label, "-", "-", "-", "-", ext.get(key) or "no samples"]
-        return [label, _bench.ms(_bench.median(xs)), "-" if ratio is None else f"{ratio:.2f}x", target, verdict,
-                _bench.spread([x * 1e3 for x in xs])]  # fmt: skip
+        return [
+            label,
+            _bench.ms(_bench.median(xs)),
+            "-" if ratio is None else f"{ratio:.2f}x",
+            target,
+            verdict,
+            _bench.spread([x * 1e3 for x in xs]),
+        ]
 
     base = _bench.median(samples["raw"])
     o = _bench.median(samples["occ"])
@@ -290,8 +312,13 @@ def main() -> None:
     met_ratio = ratio <= TARGET_RATIO
     rows = [
         row("raw fork supervisor (baseline)", "raw", None, "-", "-"),
-        row("occasional Supervisor, child announces itself", "occ", ratio, f"<= {TARGET_MS:g} ms, <= {TARGET_RATIO}x",
-            f"{_bench.verdict(met_ms)} / {_bench.verdict(met_ratio)}"),
+        row(
+            "occasional Supervisor, child announces itself",
+            "occ",
+            ratio,
+            f"<= {TARGET_MS:g} ms, <= {TARGET_RATIO}x",
+            f"{_bench.verdict(met_ms)} / {_bench.verdict(met_ratio)}",
+        ),
         row("occasional, Server child found by whereis + call", "named", named / base, "(info)", "-"),
     ]
     for name, label in EXT_LABEL.items():
@@ -304,25 +331,56 @@ def main() -> None:
             print(f"{name}: {why}")
 
     out = [
-        {"figure": "restart: SIGKILL -> new child answers", "measured": f"{o * 1e3:.2f} ms",
-         "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)", "ratio": round(ratio, 2),
-         "target": f"<= {TARGET_MS:g} ms", "met": met_ms},
-        {"figure": "restart: SIGKILL -> new child answers", "measured": f"{o * 1e3:.2f} ms",
-         "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)", "ratio": round(ratio, 2),
-         "target": f"<= {TARGET_RATIO}x raw", "met": met_ratio},
-        {"figure": "restart, found by whereis + call", "measured": f"{named * 1e3:.2f} ms",
-         "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)", "ratio": round(named / base, 2), "target": "(info)", "met": None},
-    ]  # fmt: skip
+        {
+            "figure": "restart: SIGKILL -> new child answers",
+            "measured": f"{o * 1e3:.2f} ms",
+            "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)",
+            "ratio": round(ratio, 2),
+            "target": f"<= {TARGET_MS:g} ms",
+            "met": met_ms,
+        },
+        {
+            "figure": "restart: SIGKILL -> new child answers",
+            "measured": f"{o * 1e3:.2f} ms",
+            "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)",
+            "ratio": round(ratio, 2),
+            "target": f"<= {TARGET_RATIO}x raw",
+            "met": met_ratio,
+        },
+        {
+            "figure": "restart, found by whereis + call",
+            "measured": f"{named * 1e3:.2f} ms",
+            "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)",
+            "ratio": round(named / base, 2),
+            "target": "(info)",
+            "met": None,
+        },
+    ]
     for name in ("circus", "supervisord"):
         xs = samples[name]
         if xs:
             m = _bench.median(xs)
-            out.append({"figure": f"restart under {EXT_LABEL[name]}", "measured": f"{m * 1e3:.2f} ms",
-                        "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)", "ratio": round(m / base, 2),
-                        "target": "(info)", "met": None})  # fmt: skip
+            out.append(
+                {
+                    "figure": f"restart under {EXT_LABEL[name]}",
+                    "measured": f"{m * 1e3:.2f} ms",
+                    "baseline": f"{base * 1e3:.2f} ms (raw fork supervisor)",
+                    "ratio": round(m / base, 2),
+                    "target": "(info)",
+                    "met": None,
+                }
+            )
         else:
-            out.append({"figure": f"restart under {EXT_LABEL[name]}", "measured": ext[name] or "no samples", "baseline": "-",
-                        "ratio": None, "target": "(info)", "met": None})  # fmt: skip
+            out.append(
+                {
+                    "figure": f"restart under {EXT_LABEL[name]}",
+                    "measured": ext[name] or "no samples",
+                    "baseline": "-",
+                    "ratio": None,
+                    "target": "(info)",
+                    "met": None,
+                }
+            )
     _bench.result("restart", out)
 
 

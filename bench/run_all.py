@@ -62,7 +62,7 @@ def main() -> None:
                 failed = True
                 rows.append([name, "FAILED", "-", "-", "-", "-"])
                 continue
-            for r in result["rows"]:  # type: ignore[union-attr]
+            for r in result["rows"]:  # type: ignore[attr-defined]  # parsed JSON: "rows" is a list of dicts
                 ratio = "-" if r["ratio"] is None else f"{r['ratio']}x"
                 rows.append([r["figure"], r["measured"], r["baseline"], ratio, r["target"], _bench.verdict(r["met"])])
 

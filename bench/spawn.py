@@ -33,8 +33,9 @@ import sys
 import tempfile
 import time
 
-import _bench
 import occasional as occ
+
+import _bench
 
 TARGET = 0.5
 
@@ -72,8 +73,10 @@ def mp_minimal_samples(n: int, warm: int) -> list[float]:
         script = os.path.join(d, "mp_trivial.py")
         with open(script, "w") as f:
             f.write(MINIMAL_MAIN)
-        out = subprocess.run([sys.executable, script, str(n), str(warm)], check=True, capture_output=True, text=True).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+        out = subprocess.run(
+            [sys.executable, script, str(n), str(warm)], check=True, capture_output=True, text=True
+        ).stdout
+    return json.loads(out)
 
 
 def mp_samples(n: int, warm: int) -> list[float]:
@@ -116,8 +119,10 @@ def main() -> None:
     ap.add_argument("--heavy", type=int, default=30, help="samples of mp started from this script (info)")
     args = ap.parse_args()
     _bench.header("spawn_monitor of a trivial function -> DOWN")
-    print(f"{args.rounds} rounds of {args.n} spawns each side (after {args.warm} warm-up), one at a time; "
-          "figure = median, ratio = median of the rounds' ratios")  # fmt: skip
+    print(
+        f"{args.rounds} rounds of {args.n} spawns each side (after {args.warm} warm-up), one at a time; "
+        "figure = median, ratio = median of the rounds' ratios"
+    )
 
     # Rounds alternate baseline and occasional, so a burst of other load on
     # the machine hits both alike (the benchmark machine is shared).
@@ -148,10 +153,19 @@ def main() -> None:
     _bench.table(["per spawn", "median", "ratio vs mp", "target", "verdict", "samples (ms)"], rows)
     print(f"ratio per round: {', '.join(f'{x:.2f}' for x in ratios)}")
     print(f"spawns/s one at a time: mp forkserver {1 / b:,.0f}, occasional {1 / t:,.0f}")
-    _bench.result("spawn", [
-        {"figure": "spawn_monitor -> DOWN", "measured": f"{t * 1e3:.2f} ms", "baseline": f"{b * 1e3:.2f} ms (mp forkserver start+join, minimal main script)",
-         "ratio": round(ratio, 2), "target": f"<= {TARGET}x", "met": ratio <= TARGET},
-    ])  # fmt: skip
+    _bench.result(
+        "spawn",
+        [
+            {
+                "figure": "spawn_monitor -> DOWN",
+                "measured": f"{t * 1e3:.2f} ms",
+                "baseline": f"{b * 1e3:.2f} ms (mp forkserver start+join, minimal main script)",
+                "ratio": round(ratio, 2),
+                "target": f"<= {TARGET}x",
+                "met": ratio <= TARGET,
+            },
+        ],
+    )
 
 
 if __name__ == "__main__":

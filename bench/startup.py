@@ -110,14 +110,27 @@ def main() -> None:
     ]  # fmt: skip
     _bench.table(["fresh interpreter", "wall, start to exit", "minus python -c pass", "timed inside"], rows)
     print(f"occ.run() start to return / mp forkserver first start()+join(): {run_only / mp_only:.2f}x")
-    _bench.result("startup", [
-        {"figure": "occ.run(trivial main), start to return (inside)", "measured": f"{run_only * 1e3:.1f} ms",
-         "baseline": f"{mp_only * 1e3:.1f} ms (mp forkserver first start+join, inside)", "ratio": round(run_only / mp_only, 2),
-         "target": "(report only)", "met": None},
-        {"figure": "fresh interpreter running occ.run(trivial main), wall", "measured": f"{wall('occ') * 1e3:.1f} ms",
-         "baseline": f"{base * 1e3:.1f} ms (python -c pass); import occasional {wall('import') * 1e3:.1f} ms; mp script {wall('mp') * 1e3:.1f} ms",
-         "ratio": round(wall("occ") / base, 2), "target": "(report only)", "met": None},
-    ])  # fmt: skip
+    _bench.result(
+        "startup",
+        [
+            {
+                "figure": "occ.run(trivial main), start to return (inside)",
+                "measured": f"{run_only * 1e3:.1f} ms",
+                "baseline": f"{mp_only * 1e3:.1f} ms (mp forkserver first start+join, inside)",
+                "ratio": round(run_only / mp_only, 2),
+                "target": "(report only)",
+                "met": None,
+            },
+            {
+                "figure": "fresh interpreter running occ.run(trivial main), wall",
+                "measured": f"{wall('occ') * 1e3:.1f} ms",
+                "baseline": f"{base * 1e3:.1f} ms (python -c pass); import occasional {wall('import') * 1e3:.1f} ms; mp script {wall('mp') * 1e3:.1f} ms",
+                "ratio": round(wall("occ") / base, 2),
+                "target": "(report only)",
+                "met": None,
+            },
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -35,14 +35,20 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import _bench
 import _native
 from _native import Listener
 
 SIDES = ("raw", "occ", "circus", "supervisord")
-LABEL = {"raw": "raw fork+exec loop (python -S)", "occ": "occasional up", "circus": "circus", "supervisord": "supervisord"}
+LABEL = {
+    "raw": "raw fork+exec loop (python -S)",
+    "occ": "occasional up",
+    "circus": "circus",
+    "supervisord": "supervisord",
+}
 
 
 def toml_str(s: str) -> str:
@@ -92,7 +98,9 @@ def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
             if side != "raw":
                 with open(os.path.join(lst.dir, "daemon.out"), "rb") as f:
                     out = f.read()[-2000:].decode(errors="replace")
-            raise RuntimeError(f"{side}: {len(pids)} of {count} services said up before {e!r}; daemon output: {out}") from None
+            raise RuntimeError(
+                f"{side}: {len(pids)} of {count} services said up before {e!r}; daemon output: {out}"
+            ) from None
         took = time.monotonic() - t0
         dead = [p for p in pids if not _native.alive(p)]
         assert not dead, f"{side}: services {dead} said up but are no longer alive"
@@ -102,7 +110,9 @@ def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
             time.sleep(0.01)
         left = sum(_native.alive(p) for p in pids)
         if left:
-            print(f"{side}: {left} services alive 2 s after the daemon exited: {_native.describe([p for p in pids if _native.alive(p)])}")
+            print(
+                f"{side}: {left} services alive 2 s after the daemon exited: {_native.describe([p for p in pids if _native.alive(p)])}"
+            )
         return {"up": took, "first": min(starts), "last": max(starts), "stop": stop, "left": left}
     finally:
         if proc is not None and proc.poll() is None:
@@ -121,14 +131,17 @@ def main() -> None:
         if k not in _native.SERVICES:
             ap.error(f"--service {k!r}: choose from {', '.join(_native.SERVICES)}")
     _bench.header(f"start {args.services} services from a config file -> all running")
-    print(f"{args.rounds} rounds; each round, for each service build: raw, occasional up, circus, supervisord; figure = median")
+    print(
+        f"{args.rounds} rounds; each round, for each service build: raw, occasional up, circus, supervisord; figure = median"
+    )
 
     build = _native.Build()
     why: dict[tuple[str, str], str | None] = {}
     for k in kinds:
         for side in SIDES:
-            why[(side, k)] = build.available(k) or (None if side == "occ" else
-                                                    _native.ext_available(side) if side in ("circus", "supervisord") else None)  # fmt: skip
+            why[(side, k)] = build.available(k) or (
+                None if side == "occ" else _native.ext_available(side) if side in ("circus", "supervisord") else None
+            )
     res: dict[tuple[str, str], list[dict[str, Any]]] = {key: [] for key in why}
     try:
         for _ in range(args.rounds):
@@ -154,26 +167,58 @@ def main() -> None:
             if not rs:
                 rows.append([f"{LABEL[side]}, {label}", "-", "-", "-", "-", "-", "-", why[(side, k)] or "no samples"])
                 if side == "occ":
-                    out.append({"figure": f"occasional up of {args.services} services -> all running ({label})",
-                                "measured": why[(side, k)] or "no samples", "baseline": "-", "ratio": None,
-                                "target": "(report)", "met": None})  # fmt: skip
+                    out.append(
+                        {
+                            "figure": f"occasional up of {args.services} services -> all running ({label})",
+                            "measured": why[(side, k)] or "no samples",
+                            "baseline": "-",
+                            "ratio": None,
+                            "target": "(report)",
+                            "met": None,
+                        }
+                    )
                 continue
             ups = [r["up"] for r in rs]
             m = _bench.median(ups)
             ratio = f"{m / _bench.median(base):.2f}x" if base else "-"
             first = _bench.median([r["first"] for r in rs])
             spacing = _bench.median([(r["last"] - r["first"]) / (args.services - 1) for r in rs])
-            rows.append([f"{LABEL[side]}, {label}", _bench.ms(m), ratio, _bench.spread([x * 1e3 for x in ups]),
-                         _bench.ms(first), _bench.ms(spacing),
-                         _bench.ms(_bench.median([r["stop"] for r in rs])), sum(r["left"] for r in rs)])  # fmt: skip
+            rows.append(
+                [
+                    f"{LABEL[side]}, {label}",
+                    _bench.ms(m),
+                    ratio,
+                    _bench.spread([x * 1e3 for x in ups]),
+                    _bench.ms(first),
+                    _bench.ms(spacing),
+                    _bench.ms(_bench.median([r["stop"] for r in rs])),
+                    sum(r["left"] for r in rs),
+                ]
+            )
             if side != "raw":
-                out.append({"figure": f"{LABEL[side]} of {args.services} services -> all running ({label})",
-                            "measured": f"{m * 1e3:.1f} ms",
-                            "baseline": f"{_bench.median(base) * 1e3:.1f} ms (raw fork+exec loop)" if base else "-",
-                            "ratio": round(m / _bench.median(base), 2) if base else None,
-                            "target": "(report)", "met": None})  # fmt: skip
-    _bench.table([f"{args.services} services: command -> all running", "median", "vs raw", "samples (ms)", "-> first runs",
-                  "then one per", "stop (SIGTERM -> exit)", "alive 2 s after stop"], rows)  # fmt: skip
+                out.append(
+                    {
+                        "figure": f"{LABEL[side]} of {args.services} services -> all running ({label})",
+                        "measured": f"{m * 1e3:.1f} ms",
+                        "baseline": f"{_bench.median(base) * 1e3:.1f} ms (raw fork+exec loop)" if base else "-",
+                        "ratio": round(m / _bench.median(base), 2) if base else None,
+                        "target": "(report)",
+                        "met": None,
+                    }
+                )
+    _bench.table(
+        [
+            f"{args.services} services: command -> all running",
+            "median",
+            "vs raw",
+            "samples (ms)",
+            "-> first runs",
+            "then one per",
+            "stop (SIGTERM -> exit)",
+            "alive 2 s after stop",
+        ],
+        rows,
+    )
     _bench.result("up_many", out)
 
 

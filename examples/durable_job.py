@@ -93,13 +93,13 @@ def demo():
         command = [sys.executable, os.path.abspath(__file__), "run", journal]
         print(f"$ python {os.path.basename(__file__)} run journal.sqlite", flush=True)
         first = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        for line in first.stdout:  # type: ignore[union-attr]
+        for line in first.stdout:  # type: ignore[union-attr]  # stdout=PIPE: never None
             print("  " + line, end="", flush=True)
             if line.startswith("still running"):
                 break
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
-        first.stdout.close()  # type: ignore[union-attr]
+        first.stdout.close()  # type: ignore[union-attr]  # stdout=PIPE: never None
         print(f"$ kill -9 {first.pid}     # the whole program: its runtime dies with it", flush=True)
         print(f"$ python {os.path.basename(__file__)} run journal.sqlite   # again, on the same journal", flush=True)
         second = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)

@@ -105,14 +105,19 @@ def main(forever=False):
     kv = occ.whereis("kv")
     kill9(kv)
     wait_for_new(root, "kv", kv)
-    print(f"kill -9 kv {kv!r}: back as {occ.whereis('kv')!r}; the new kv starts empty: get -> {occ.call('kv', ('get', 'answer'))}")
+    print(
+        f"kill -9 kv {kv!r}: back as {occ.whereis('kv')!r}; the new kv starts empty: get -> {occ.call('kv', ('get', 'answer'))}"
+    )
 
     worker = workers[0]
     ref = occ.monitor(worker)
     kill9(worker)
     occ.receive(("DOWN", ref, occ.ANY, occ.ANY))
     deadline = time.monotonic() + 5
-    while worker in [p for _, p, _ in occ.Supervisor.which_children("pool")] or len(occ.Supervisor.which_children("pool")) < 3:
+    while (
+        worker in [p for _, p, _ in occ.Supervisor.which_children("pool")]
+        or len(occ.Supervisor.which_children("pool")) < 3
+    ):
         assert time.monotonic() < deadline, "the pool did not replace its worker"
         time.sleep(0.01)
     replacement = [p for _, p, _ in occ.Supervisor.which_children("pool") if p not in workers][0]

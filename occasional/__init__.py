@@ -11,10 +11,15 @@ The contract is API.md; this module only re-exports it. Map of the package:
 - ``occasional.ports``: native executables as processes (public).
 - ``occasional.durable``: journaled processes that replay after a crash (public).
 - ``occasional.cli``: the ``occasional`` command.
+- ``occasional.testing``: our pytest plugin, opt-in (``-p occasional.testing.plugin``),
+  and ``run`` for tests. Not imported here.
 """
 
 import logging as _logging
 
+from . import durable as durable  # the public subpackage occasional.durable (API.md section 7)
+from .behaviours.server import Server as Server, call as call, cast as cast, noreply as noreply, reply as reply
+from .behaviours.supervisor import Supervisor as Supervisor, TooManyRestarts as TooManyRestarts
 from .core.api import (
     demonitor as demonitor,
     kill as kill,
@@ -35,15 +40,11 @@ from .core.api import (
     unregister as unregister,
     whereis as whereis,
 )
-from .behaviours.server import Server as Server, call as call, cast as cast, noreply as noreply, reply as reply
-from .behaviours.supervisor import Supervisor as Supervisor, TooManyRestarts as TooManyRestarts
 from .core.errors import NameTaken as NameTaken, NoProcess as NoProcess, ProcessExit as ProcessExit
 from .core.match import ANY as ANY
 from .core.pid import Pid as Pid, Port as Port, Ref as Ref
 from .core.reasons import format_reason as format_reason
 from .core.runtime import run as run, runtime as runtime, start as start, stop as stop
-
-from . import durable as durable  # the public subpackage occasional.durable (API.md section 7)
 
 _logging.getLogger("occasional").addHandler(_logging.NullHandler())
 

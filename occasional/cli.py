@@ -7,7 +7,8 @@ import importlib
 import os
 import signal
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .core.errors import ProcessExit
 
@@ -28,7 +29,7 @@ def _load(target: str) -> Callable[..., Any]:
         raise SystemExit(f"occasional run: module {module_name!r} has no function {func_name!r}") from None
     if not callable(f):
         raise SystemExit(f"occasional run: {target!r} is a {type(f).__name__}, not a function")
-    return f  # type: ignore[no-any-return]
+    return f
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -109,18 +110,27 @@ def _format_rows(rows: list[dict[str, Any]]) -> str:
     header = ("PID", "NAME", "FUNCTION / ARGV", "STATE", "RESTARTS", "UPTIME", "RSS")
     lines = [header]
     for r in sorted(rows, key=lambda r: r["id"]):
-        name = _printable(r["name"] or r["child_id"] or ("(runtime's owner)" if r["kind"] == "owner" else f"<{r['id']}>"))
+        name = _printable(
+            r["name"] or r["child_id"] or ("(runtime's owner)" if r["kind"] == "owner" else f"<{r['id']}>")
+        )
         what = _printable(" ".join(str(a) for a in r["argv"]) if r["argv"] else r["function"] or "")
         pid = str(r["os_pid"] or "-")
         if r["kind"] == "port":
             what = "port: " + what
             pid += f">{r['exe_pid']}" if r.get("exe_pid") else ""
-        lines.append((
-            _printable(pid), name, what if len(what) <= 60 else what[:57] + "...", _printable(r["state"]),
-            _printable(r["restarts"]), _duration(r["uptime_s"]), _size(r["rss_bytes"]),
-        ))  # fmt: skip
+        lines.append(
+            (
+                _printable(pid),
+                name,
+                what if len(what) <= 60 else what[:57] + "...",
+                _printable(r["state"]),
+                _printable(r["restarts"]),
+                _duration(r["uptime_s"]),
+                _size(r["rss_bytes"]),
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -194,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         "user's and nobody else can write to it (exit 1 otherwise); a socket that does not answer "
         "within 5 s, or that another user serves, is skipped and named on stderr.",
     )
-    ps_p.add_argument("runtime", nargs="?", type=int, metavar="PID",
-                      help="only the runtime whose central services or owner has this pid")  # fmt: skip
+    ps_p.add_argument(
+        "runtime",
+        nargs="?",
+        type=int,
+        metavar="PID",
+        help="only the runtime whose central services or owner has this pid",
+    )
     ps_p.add_argument("--json", action="store_true", help="print JSON, for scripts")
     ps_p.set_defaults(handler=_ps)
     from .durable.cli import add_journal_command

@@ -14,9 +14,8 @@ unrelated process after the original ended is never mistaken for it; its
 parent when seen tells a zombie nobody reaped from an orphan handed to a
 subreaper.
 
-``occasional`` is imported inside the helpers that use it, so that a runtime
-that does not import yet fails only the tests that use it, not the
-collection of every test in this folder (tests/test_framework_plugin.py too).
+``occasional`` is imported inside the helpers that use it. (Loading the plugin,
+below, imports the package anyway: it is ``occasional.testing.plugin``.)
 """
 
 from __future__ import annotations
@@ -26,13 +25,19 @@ import os
 import re
 import signal
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     import occasional as occ
+
+# Our own tests opt in to occasional's pytest plugin: a timeout per test, and a test
+# that leaves a process or fd behind fails. Installing occasional loads it for nobody
+# else (issue 11).
+pytest_plugins = ["occasional.testing.plugin"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -207,7 +212,7 @@ def still_there(pid: int, started: int, parent: int) -> bool:
 
     A zombie counts only if it is still the child of the parent it had when it
     was seen. An orphan reparented to a subreaper (pytest is one, see
-    test_framework.py) or to init runs no code and holds nothing of the
+    occasional.testing.plugin) or to init runs no code and holds nothing of the
     runtime; init would reap it at once.
     """
     stat = _stat(pid)
@@ -251,7 +256,7 @@ def kill_survivors(taken: Snapshot) -> None:
 def reap_orphans(taken: Snapshot) -> None:
     """Reap the zombies of ``taken`` that were handed to this interpreter when their parent died.
 
-    pytest is a child subreaper (test_framework.py), so when a test SIGKILLs
+    pytest is a child subreaper (occasional.testing.plugin), so when a test SIGKILLs
     the interpreter that started a runtime, the orphans end as pytest's
     zombies; init would reap them at once, so the test does it.
     """
@@ -266,7 +271,6 @@ def reap_orphans(taken: Snapshot) -> None:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
                 pass
-
 
 
 # --- supervision (API.md, section 6) ---------------------------------------

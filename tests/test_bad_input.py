@@ -16,6 +16,7 @@ import re
 import pytest
 
 import occasional as occ
+
 from conftest import ask_a_new_process, naming
 
 NOT_A_FUNCTION = "not a function"

@@ -19,15 +19,17 @@ import textwrap
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import occasional as occ
-from conftest import ROOT, ask_a_new_process, naming, title
 from occasional import ports
 from occasional.core import runtime as _runtime
+
+from conftest import ROOT, ask_a_new_process, naming, title
 
 GONE_WITHIN = 2.0
 
@@ -240,7 +242,7 @@ DYING_HOOK_MODULE = textwrap.dedent(
 
 def reap_adopted(pid: int, timeout: float = 5.0) -> None:
     """Reap ``pid`` once it is a zombie handed to this interpreter (a subreaper, see
-    test_framework.py), as init would; return at once if someone else reaped it."""
+    occasional.testing.plugin), as init would; return at once if someone else reaped it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -308,7 +310,9 @@ def test_a_start_whose_journal_cannot_be_opened_leaves_no_fd_open(tmp_path, case
 
 
 def test_a_run_whose_central_dies_while_booting_raises_saying_how_it_ended(central_that_dies_while_booting):
-    with pytest.raises(RuntimeError, match=r"^the runtime's central services ended before they were ready \(killed by SIGKILL\)"):
+    with pytest.raises(
+        RuntimeError, match=r"^the runtime's central services ended before they were ready \(killed by SIGKILL\)"
+    ):
         occ.run(print)
 
 
@@ -341,7 +345,9 @@ def hook_that_fails_without_naming_its_option(tmp_path, monkeypatch) -> Iterator
         del _runtime.CENTRAL_HOOKS[entry]
 
 
-def test_an_error_of_a_central_hook_is_led_by_the_options_it_was_given(tmp_path, hook_that_fails_without_naming_its_option):
+def test_an_error_of_a_central_hook_is_led_by_the_options_it_was_given(
+    tmp_path, hook_that_fails_without_naming_its_option
+):
     journal = str(tmp_path / "journal.sqlite")
     with pytest.raises(OSError, match=rf"^journal={re.escape(repr(journal))}: unable to open database file$"):
         occ.run(print, journal=journal)

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import occasional as occ
+
 from conftest import ask_a_new_process
 
 CHAOS_SECONDS = float(os.environ.get("OCC_CHAOS_SECONDS", "20"))

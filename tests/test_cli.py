@@ -16,7 +16,8 @@ def _occasional(*args: str, cwd: str | None = None) -> subprocess.CompletedProce
 
 @pytest.fixture
 def jobs(tmp_path):
-    (tmp_path / "jobs.py").write_text(textwrap.dedent("""
+    (tmp_path / "jobs.py").write_text(
+        textwrap.dedent("""
         import occasional as occ
 
         def greet(a, b):
@@ -28,7 +29,8 @@ def jobs(tmp_path):
 
         def quiet():
             pass
-    """))
+    """)
+    )
     return str(tmp_path)
 
 
@@ -56,7 +58,10 @@ def test_run_exits_1_with_the_reason_and_traceback_when_the_function_raises(jobs
 
 def test_run_names_a_target_that_is_not_module_colon_function(jobs):
     done = _occasional("run", "jobs.greet", cwd=jobs)
-    assert (done.returncode, done.stderr) == (1, "occasional run: 'jobs.greet' is not MODULE:FUNCTION; write it like mypkg.jobs:main\n")
+    assert (done.returncode, done.stderr) == (
+        1,
+        "occasional run: 'jobs.greet' is not MODULE:FUNCTION; write it like mypkg.jobs:main\n",
+    )
 
 
 def test_run_names_a_function_the_module_does_not_have(jobs):

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import occasional as occ
+
 from conftest import (
     ROOT,
     Snapshot,
@@ -79,9 +80,7 @@ class ChildRuntime:
         self.reported: list[int] = []
         self.titles: dict[int, str] = {}
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(tmp_path), str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p]
-        )
+        env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
         with open(self.out, "wb") as out, open(self.err, "wb") as err:
             self.interpreter = subprocess.Popen(
                 [sys.executable, "-c", "import crash_child; crash_child.start()", str(self.report)],
@@ -100,8 +99,7 @@ class ChildRuntime:
             self.tree = snapshot(descendants(self.interpreter.pid))
             if self.interpreter.poll() is not None or time.monotonic() >= deadline:
                 raise AssertionError(
-                    "the child runtime did not report its processes; its stderr:\n"
-                    + self.err.read_text()
+                    "the child runtime did not report its processes; its stderr:\n" + self.err.read_text()
                 )
             time.sleep(0.01)
         self.reported = json.loads(self.report.read_text())
@@ -114,11 +112,7 @@ class ChildRuntime:
         A process just forked by the forkserver may still show the forkserver's
         title for a moment, so the processes main reported are left out.
         """
-        found = [
-            pid
-            for pid, shown in self.titles.items()
-            if shown == wanted and pid not in self.reported
-        ]
+        found = [pid for pid, shown in self.titles.items() if shown == wanted and pid not in self.reported]
         assert len(found) == 1, f"expected one process shown as {wanted!r}, got {self.titles}"
         return found[0]
 

@@ -34,8 +34,9 @@ import pytest
 
 import occasional as occ
 from occasional import durable
+from occasional.testing import run
+
 from conftest import ROOT, descendants, effects, naming, note, reap_orphans, snapshot, wait_until_gone
-from test_framework import run
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 SYNC_MODES = ("machine", "process")
@@ -659,7 +660,10 @@ def test_nondeterminism_carries_the_position_and_the_recorded_and_attempted_kind
     exc = reason[1]
     # The journal: 1-2 the step "before" (its attempt, then its outcome), 3 the attempt of the second step.
     assert (exc.id, exc.position, exc.recorded, exc.attempted) == (
-        "wanderer", 3, ("step.attempt", "stamp"), ("receive", "")
+        "wanderer",
+        3,
+        ("step.attempt", "stamp"),
+        ("receive", ""),
     )
 
 
@@ -909,7 +913,7 @@ class ChildRun:
         while not path.exists():
             self.tree = snapshot(descendants(self.proc.pid))
             if self.proc.poll() is not None or time.monotonic() >= deadline:
-                raise AssertionError(f"the child runtime never got there; its stderr:\n{self.proc.stderr.read()}")  # type: ignore[union-attr]
+                raise AssertionError(f"the child runtime never got there; its stderr:\n{self.proc.stderr.read()}")  # type: ignore[union-attr]  # stderr=PIPE: never None
             time.sleep(0.01)
         self.tree = snapshot([self.proc.pid, *descendants(self.proc.pid)])
         return path.read_text()
@@ -1113,7 +1117,9 @@ def recorded(journal: str) -> str:
 def test_journal_ls_lists_every_durable_process_of_the_journal(recorded):
     done = journal_command("ls", recorded)
     assert done.returncode == 0, done.stderr
-    assert re.search(r"(?m)^recorded\s+done\s+5\s+1\s+test_durable\.two_steps_and_a_message\s+\('ok', 'world'\)$", done.stdout)
+    assert re.search(
+        r"(?m)^recorded\s+done\s+5\s+1\s+test_durable\.two_steps_and_a_message\s+\('ok', 'world'\)$", done.stdout
+    )
     assert re.search(r"(?m)^open\s+running\s+0\s+0\s+test_durable\.wait_for_go_then_collect$", done.stdout)
 
 
@@ -1122,7 +1128,11 @@ def test_journal_show_prints_each_entry_with_its_seq_kind_and_name(recorded):
     assert done.returncode == 0, done.stderr
     entries = [line.split(None, 3) for line in done.stdout.splitlines() if re.match(r"^\s*\d+\s", line)]
     assert [(seq, kind) for seq, kind, *_ in entries] == [
-        ("1", "step.attempt"), ("2", "step"), ("3", "step.attempt"), ("4", "step"), ("5", "receive")
+        ("1", "step.attempt"),
+        ("2", "step"),
+        ("3", "step.attempt"),
+        ("4", "step"),
+        ("5", "receive"),
     ]
     assert (entries[1][2:], entries[3][2:]) == (["stamp", "'first'"], ["stamp", "'second'"])
     # A receive shows which mailbox entry it took (it has no name: the body follows the kind).
@@ -1159,20 +1169,27 @@ def record_jobs(tmp_path: Path, journal: str) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
     done = subprocess.run(
         [sys.executable, "-c", f"import occasional as occ, jobs; print(occ.run(jobs.main, journal={journal!r}))"],
-        capture_output=True, text=True, timeout=30, cwd=tmp_path, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=env,
+    )
     assert done.stdout == "('ok', 'done')\n", done.stderr
 
 
 def test_journal_replay_of_code_that_takes_the_recorded_path_succeeds(journal, tmp_path):
     record_jobs(tmp_path, journal)
     done = journal_command("replay", journal, "job", cwd=str(tmp_path))
-    assert (done.returncode, done.stdout) == (0, "job: the code takes the recorded path through all 4 events and returns 'done'\n")
+    assert (done.returncode, done.stdout) == (
+        0,
+        "job: the code takes the recorded path through all 4 events and returns 'done'\n",
+    )
 
 
 def test_journal_replay_of_changed_code_reports_the_first_nondeterminism(journal, tmp_path):
     record_jobs(tmp_path, journal)
-    (tmp_path / "jobs.py").write_text(JOBS_BEFORE.replace('durable.step(stamp, "a")', 'durable.sleep(0)'))
+    (tmp_path / "jobs.py").write_text(JOBS_BEFORE.replace('durable.step(stamp, "a")', "durable.sleep(0)"))
     done = journal_command("replay", journal, "job", cwd=str(tmp_path))
     assert done.returncode == 1
     assert re.match(

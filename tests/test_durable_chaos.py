@@ -149,11 +149,15 @@ class Runtime:
     def __init__(self, tmp_path: Path, journal: str) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-        self.out = open(tmp_path / "stdout.txt", "w")
+        # Not a with block: the file outlives __init__; end() closes it once the child is gone.
+        self.out = open(tmp_path / "stdout.txt", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, str(tmp_path / "pipeline.py"), journal],
-            stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=self.out,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         self.tree: list[tuple[int, int, int]] = []
 
     def look(self) -> list[int]:
@@ -262,7 +266,9 @@ def test_a_durable_pipeline_counts_every_item_once_while_its_processes_and_runti
     outcome, kills = chaos(tmp_path, journal, CHAOS_SECONDS, seed=20261122)
 
     assert outcome.keys() == {"returned"}, (outcome, kills)
-    produced = int(re.match(r"^\[\('ok', (\d+)\)", outcome["returned"]).group(1))  # type: ignore[union-attr]
+    returned = re.match(r"^\[\('ok', (\d+)\)", outcome["returned"])
+    assert returned is not None, outcome
+    produced = int(returned.group(1))
     items = list(range(produced))
     total = sum((i * 3 + 1) * 2 for i in items)
     assert outcome == {"returned": repr([("ok", produced), ("ok", produced), ("ok", (total, items))])}, kills

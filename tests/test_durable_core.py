@@ -13,8 +13,9 @@ import pytest
 
 import occasional as occ
 from occasional import durable
+from occasional.testing import run
+
 from conftest import naming
-from test_framework import run
 
 
 def wait_for_go() -> str:
@@ -103,7 +104,9 @@ def test_durable_spawn_in_a_runtime_without_a_journal_raises_runtime_error_sayin
         except RuntimeError as exc:
             return str(exc)
 
-    assert re.match(r"^durable processes need a journal; start the runtime with occ.run\(main, journal=PATH\)", run(main))
+    assert re.match(
+        r"^durable processes need a journal; start the runtime with occ.run\(main, journal=PATH\)", run(main)
+    )
 
 
 def test_journal_sync_without_a_journal_raises_value_error_naming_it():
@@ -124,13 +127,11 @@ def test_a_crash_loop_reason_says_where_and_how_often_it_crashed(journal):
     assert (kind, detail["position"], detail["crashes"], detail["last"]) == ("crashloop", 0, 5, "signal SIGKILL")
 
 
-
-
 def test_replay_of_a_long_journal_reaches_the_live_part_quickly(journal):
     """SIGKILL -> live again, with 1,000 events to replay (issue 6: <= 50 ms on the bench machine)."""
 
     def many(main: occ.Pid) -> int:
-        for i in range(1000):
+        for _ in range(1000):
             durable.now()
         occ.send(main, ("ready", occ.slf()))
         occ.receive(("go",))
@@ -158,8 +159,9 @@ def test_the_durable_job_example_survives_kill_9_of_the_whole_program_and_create
 
     from conftest import ROOT
 
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "durable_job.py")],
-                          capture_output=True, text=True, timeout=80)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "durable_job.py")], capture_output=True, text=True, timeout=80
+    )
     reap_what_the_killed_run_left_to_us()
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -172,7 +174,7 @@ def test_the_durable_job_example_survives_kill_9_of_the_whole_program_and_create
 
 def reap_what_the_killed_run_left_to_us() -> None:
     """The example SIGKILLs its first run; the rest of that runtime dies of its
-    death signals and, pytest being a child subreaper (test_framework.py),
+    death signals and, pytest being a child subreaper (occasional.testing.plugin),
     ends as our zombies, which init would reap at once. Nothing tells when they
     are all gone, so poll /proc with a deadline."""
     from conftest import _stat, children, title
@@ -181,7 +183,9 @@ def reap_what_the_killed_run_left_to_us() -> None:
     while time.monotonic() < deadline:
         ours = [(pid, _stat(pid)) for pid in children(os.getpid())]
         zombies = [pid for pid, stat in ours if stat is not None and stat[0] == "Z"]
-        dying = [pid for pid, stat in ours if stat is not None and stat[0] != "Z" and title(pid).startswith("occasional")]
+        dying = [
+            pid for pid, stat in ours if stat is not None and stat[0] != "Z" and title(pid).startswith("occasional")
+        ]
         for pid in zombies:
             with contextlib.suppress(ChildProcessError):  # the plugin's reaper may be first
                 os.waitpid(pid, os.WNOHANG)

@@ -45,7 +45,8 @@ def test_a_recorded_finished_process_replays_through_every_kind_of_entry_to_its_
 def test_a_recorded_unfinished_process_replays_to_where_a_live_run_would_go_on(tmp_path):
     done = replay(tmp_path, "waiting")
     assert (done.returncode, done.stdout) == (
-        0, "waiting: the code takes the recorded path through all 5 events; a live run would go on from there\n"
+        0,
+        "waiting: the code takes the recorded path through all 5 events; a live run would go on from there\n",
     )
 
 

@@ -59,8 +59,14 @@ def run_jobs(where: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(where), str(ROOT)])}
     # Imported, not run as __main__: functions of __main__ travel by value,
     # those of a module by reference, resolved on the path of the process.
-    return subprocess.Popen([sys.executable, "-c", "import jobs; jobs.start()", *args], cwd=where.parent, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", "import jobs; jobs.start()", *args],
+        cwd=where.parent,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 @pytest.mark.timeout(60)

@@ -18,8 +18,9 @@ import pytest
 
 import occasional as occ
 from occasional import durable
+from occasional.testing import run
+
 from conftest import children_of, effects, note, poll
-from test_framework import run
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -98,7 +99,9 @@ def test_a_sigkilled_durable_child_is_live_again_under_its_supervisor_without_re
 
 def test_a_supervisor_shutdown_ends_its_durable_child_for_good(journal, tmp_path):
     def main():
-        inner = functools.partial(occ.Supervisor.start, [durable_child("job", step_then_wait, occ.slf(), str(tmp_path / "fx"))])
+        inner = functools.partial(
+            occ.Supervisor.start, [durable_child("job", step_then_wait, occ.slf(), str(tmp_path / "fx"))]
+        )
         outer = occ.Supervisor.start([{"id": "inner", "function": inner}])
         _, pid = occ.receive(("ready", occ.ANY), timeout=10)
         ref = occ.monitor(pid)
@@ -131,7 +134,9 @@ def test_a_raising_durable_child_is_resumed_by_its_restart_without_redoing_its_s
     flag.touch()
 
     def main():
-        occ.Supervisor.start([durable_child("job", step_then_fail_once, occ.slf(), str(fx), str(flag), restart=restart)])
+        occ.Supervisor.start(
+            [durable_child("job", step_then_fail_once, occ.slf(), str(fx), str(flag), restart=restart)]
+        )
         occ.receive(("recovered",), timeout=10)
         return durable.result("job", timeout=10)
 
@@ -202,7 +207,7 @@ def call_then_wait(main: occ.Pid, server: occ.Pid) -> int:
     got = occ.call(server, "bump", timeout=10)
     occ.send(main, ("ready", occ.slf()))
     occ.receive(("go",))
-    return got  # type: ignore[no-any-return]
+    return got
 
 
 def test_a_call_a_durable_process_made_replays_its_reply_and_is_not_sent_again(journal):
@@ -251,7 +256,10 @@ def test_the_reply_to_a_durable_caller_killed_during_its_call_reaches_its_next_i
 
 def test_a_durable_child_spec_without_a_string_id_raises_type_error_in_the_caller_naming_it():
     bad = {"id": "job", "function": functools.partial(durable.spawn, 7, returns_at_once)}
-    with pytest.raises(TypeError, match=r"^child 'job': functools\.partial\(.*\) does not start a durable process; use functools\.partial\(durable\.spawn, id, f, \*args\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"^child 'job': functools\.partial\(.*\) does not start a durable process; use functools\.partial\(durable\.spawn, id, f, \*args\)",
+    ):
         occ.Supervisor.start([bad])
 
 

@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import occasional as occ
+
 from conftest import drain_mailbox, snapshot, wait_until_gone, wait_until_in_mailbox
 
 
@@ -97,9 +99,7 @@ def test_the_traceback_text_stays_with_an_error_reason_passed_on_to_another_proc
     assert "KeyError: 'gone'" in text
 
 
-@pytest.mark.parametrize(
-    "ending", [lambda: sys.exit(3), lambda: os._exit(3)], ids=["sys.exit(3)", "os._exit(3)"]
-)
+@pytest.mark.parametrize("ending", [lambda: sys.exit(3), lambda: os._exit(3)], ids=["sys.exit(3)", "os._exit(3)"])
 def test_an_exit_status_without_a_value_is_reason_exitcode(ending):
     assert occ.run(reason_of, ending) == ("exitcode", 3)
 
@@ -291,7 +291,6 @@ def test_a_link_made_by_one_side_takes_down_the_other_side_too():
     assert reason == ("linked", (linker, ("killed", "stop")))
 
 
-
 def ping_and_check_alive(pid, ref):
     """Ping a process that answers ("still here", msg); then see it is still alive."""
     occ.send(pid, "ping")
@@ -300,6 +299,7 @@ def ping_and_check_alive(pid, ref):
         return answer, occ.receive(is_down_for(ref), timeout=0.3)
     except TimeoutError:
         return answer, "alive"
+
 
 def test_an_unlinked_process_survives_its_former_partner():
     def link_then_unlink(parent, other):

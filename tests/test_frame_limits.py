@@ -9,13 +9,13 @@ public call can write a bad frame header.
 
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import occasional as occ
 from occasional import ports
@@ -23,8 +23,9 @@ from occasional.core import codec
 from occasional.core.context import current
 from occasional.ports.framing import Framer
 from occasional.sck.frame import Decoder, FrameError, frame
+from occasional.testing import run
+
 from conftest import frames_until_exit
-from test_framework import run
 
 GiB = 1 << 30
 TOO_LARGE = (
@@ -235,7 +236,7 @@ cuts = st.lists(st.integers(min_value=0, max_value=2000), max_size=12)
 def pieces(data: bytes, at: list[int]) -> list[bytes]:
     """``data`` cut at the offsets ``at`` (taken modulo its length)."""
     points = sorted({a % (len(data) + 1) for a in at} | {0, len(data)})
-    return [data[a:b] for a, b in zip(points, points[1:])]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def decode(dec: Decoder | Framer, chunks: list[bytes]) -> tuple[list[bytes], FrameError | None]:
@@ -300,7 +301,9 @@ def test_fuzz_line_framing_gives_exactly_the_lines_before_one_over_max_frame_the
     got, error = decode(Framer("line", 30), pieces(stream, at))
     assert got == lines
     assert isinstance(error, FrameError)
-    assert re.match(r"^(a line of \d+ bytes|\d+ bytes of a line and no newline), over the limit of 30 bytes", str(error))
+    assert re.match(
+        r"^(a line of \d+ bytes|\d+ bytes of a line and no newline), over the limit of 30 bytes", str(error)
+    )
 
 
 @FUZZ
@@ -326,7 +329,9 @@ def test_fuzz_packet_framing_gives_exactly_the_packets_before_a_bad_header_then_
 
 @FUZZ
 @given(st.binary(max_size=300), cuts, st.integers(min_value=1, max_value=50))
-def test_fuzz_raw_framing_gives_the_bytes_back_in_chunks_of_at_most_max_frame(data: bytes, at: list[int], max_frame: int):
+def test_fuzz_raw_framing_gives_the_bytes_back_in_chunks_of_at_most_max_frame(
+    data: bytes, at: list[int], max_frame: int
+):
     framer = Framer("raw", max_frame)
     got, error = decode(framer, [p for p in pieces(data, at) if p])
     assert (b"".join(got), error) == (data, None)

@@ -1,13 +1,16 @@
-"""Tests of test_framework.py, the pytest plugin, each in a pytest of its own (pytester).
+"""Tests of occasional.testing.plugin, the pytest plugin, each in a pytest of its own (pytester).
 
 Each inner pytest runs in a subprocess: the plugin's timeouts raise SIGALRM and its
-backstop ends the process, and its leak checks must see a process of their own.
+backstop ends the process, and its leak checks must see a process of their own. The
+plugin is opt-in (issue 11), so each inner pytest asks for it with ``-p``, as a user
+would, except those that check what a pytest that does not ask gets.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import contextlib
 import os
+import signal
 import sys
 import traceback
 import types
@@ -16,19 +19,11 @@ from typing import Any
 
 import pytest
 
-import test_framework
+import occasional.testing
 
 pytest_plugins = ["pytester"]
 
-
-def _plugin_args() -> list[str]:
-    """``-p test_framework`` unless the installed entry point loads it already (twice fails)."""
-    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        for entry_point in importlib.metadata.entry_points(group="pytest11"):
-            if entry_point.value == "test_framework":
-                return []
-    return ["-p", "test_framework"]
-
+PLUGIN = "occasional.testing.plugin"
 
 RunPytest = Callable[..., pytest.RunResult]
 
@@ -36,15 +31,93 @@ RunPytest = Callable[..., pytest.RunResult]
 @pytest.fixture
 def run_pytest(pytester: pytest.Pytester) -> RunPytest:
     def run(*args: str) -> pytest.RunResult:
-        return pytester.runpytest_subprocess(
-            *_plugin_args(), "-p", "no:cacheprovider", *args, timeout=30
-        )
+        return pytester.runpytest_subprocess("-p", PLUGIN, "-p", "no:cacheprovider", *args, timeout=30)
 
     return run
 
 
 def _is_running(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
+
+
+# ---------------------------------------------------------------- opting in
+
+
+def _kill_adopted(pid: int) -> None:
+    """SIGKILL a process that an inner pytest left running, and reap it.
+
+    When the inner pytest ended, its orphan was handed to this pytest (a subreaper), so
+    it is ours to reap; the plugin's reaper thread may reap it first, as it was seen with
+    another parent.
+    """
+    pidfd = os.pidfd_open(pid)
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    finally:
+        os.close(pidfd)
+
+
+def test_a_pytest_that_does_not_opt_in_lets_a_test_leave_a_process_running(
+    pytester: pytest.Pytester,
+) -> None:
+    # Installing occasional registers no pytest11 entry point (issue 11): a user's own
+    # pytest run in an environment with occasional installed behaves as without it.
+    pytester.makepyfile(
+        """
+        import pathlib, subprocess
+
+        def test_starts_sleep():
+            proc = subprocess.Popen(["sleep", "33"])
+            pathlib.Path("pid").write_text(str(proc.pid))
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=30)
+    pid = int((pytester.path / "pid").read_text())
+    try:
+        result.assert_outcomes(passed=1)
+        result.stdout.no_fnmatch_line("plugins:*occasional*")
+    finally:
+        _kill_adopted(pid)
+    assert not _is_running(pid)
+
+
+def test_a_pytest_that_does_not_opt_in_gets_no_alarm_and_is_no_subreaper(pytester: pytest.Pytester) -> None:
+    # With the plugin, SIGALRM is its handler and the interval timer runs while a test
+    # does, and pytest is a child subreaper; neither is inherited across fork and exec.
+    pytester.makepyfile(
+        """
+        import signal, prctl
+
+        def test_looks_at_its_process():
+            assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+            assert prctl.get_child_subreaper() == 0
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=30)
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("also_p", [False, True], ids=["conftest", "conftest and -p"])
+def test_one_line_in_conftest_opts_in_once_even_when_p_asks_too(pytester: pytest.Pytester, also_p: bool) -> None:
+    pytester.makeconftest(f"pytest_plugins = [{PLUGIN!r}]\n")
+    pytester.makepyfile(
+        """
+        import pathlib, subprocess
+
+        def test_starts_sleep():
+            proc = subprocess.Popen(["sleep", "34"])
+            pathlib.Path("pid").write_text(str(proc.pid))
+        """
+    )
+    args = ["-p", PLUGIN] if also_p else []
+    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider", timeout=30)
+    pid = int((pytester.path / "pid").read_text())
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([f"test left 1 process behind: {pid} (S) sleep 34"])
+    assert not _is_running(pid)
 
 
 # ---------------------------------------------------------------- timeouts
@@ -69,7 +142,7 @@ def test_a_test_that_sleeps_past_its_marker_timeout_fails_and_its_finally_block_
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "E *test_framework.TimeoutExceeded: test exceeded its 1.0 s timeout; "
+            "E *occasional.testing.plugin.TimeoutExceeded: test exceeded its 1.0 s timeout; "
             "raise it with @pytest.mark.timeout(N)",
             "*- Captured stdout call -*",
             "finally ran",
@@ -77,21 +150,15 @@ def test_a_test_that_sleeps_past_its_marker_timeout_fails_and_its_finally_block_
     )
 
 
-def test_the_ini_timeout_applies_to_a_test_without_a_marker(
-    pytester: pytest.Pytester, run_pytest: RunPytest
-) -> None:
+def test_the_ini_timeout_applies_to_a_test_without_a_marker(pytester: pytest.Pytester, run_pytest: RunPytest) -> None:
     pytester.makeini("[pytest]\nocc_timeout = 1\n")
     pytester.makepyfile("import time\ndef test_sleeps():\n    time.sleep(30)\n")
     result = run_pytest()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["E *test_framework.TimeoutExceeded: test exceeded its 1.0 s timeout; *"]
-    )
+    result.stdout.fnmatch_lines(["E *occasional.testing.plugin.TimeoutExceeded: test exceeded its 1.0 s timeout; *"])
 
 
-@pytest.mark.parametrize(
-    ("phase", "outcomes"), [("setup", {"errors": 1}), ("teardown", {"passed": 1, "errors": 1})]
-)
+@pytest.mark.parametrize(("phase", "outcomes"), [("setup", {"errors": 1}), ("teardown", {"passed": 1, "errors": 1})])
 def test_a_fixture_that_hangs_fails_the_phase_it_hangs_in(
     pytester: pytest.Pytester, run_pytest: RunPytest, phase: str, outcomes: dict[str, int]
 ) -> None:
@@ -117,7 +184,7 @@ def test_a_fixture_that_hangs_fails_the_phase_it_hangs_in(
     result.stdout.fnmatch_lines(
         [
             f"*ERROR at {phase} of test_uses_it*",
-            "E *test_framework.TimeoutExceeded: test exceeded its 1.0 s timeout; *",
+            "E *occasional.testing.plugin.TimeoutExceeded: test exceeded its 1.0 s timeout; *",
         ]
     )
 
@@ -189,9 +256,7 @@ def test_a_test_that_leaves_a_process_running_fails_naming_it_and_the_process_is
     assert not _is_running(pid)
 
 
-def test_a_test_that_leaves_a_zombie_fails_naming_it(
-    pytester: pytest.Pytester, run_pytest: RunPytest
-) -> None:
+def test_a_test_that_leaves_a_zombie_fails_naming_it(pytester: pytest.Pytester, run_pytest: RunPytest) -> None:
     pytester.makepyfile(
         """
         import os, pathlib
@@ -301,7 +366,7 @@ def test_the_zombie_of_a_process_whose_parent_was_killed_first_is_reaped_without
 _KILLED_RUNTIME = """
     import os, signal, subprocess, sys, time
 
-    import test_framework
+    from occasional.testing import plugin
 
     RUNTIME = "import sys, occasional as occ; occ.start(); print('ready', flush=True); sys.stdin.read()"
 
@@ -336,7 +401,7 @@ _KILLED_RUNTIME = """
             # The reaper takes a process for adopted once it has seen it with another
             # parent; one orphaned within a walk of being born gives no evidence (the
             # plugin's docstring). A runtime lives for a test: let it be seen.
-            time.sleep(4 * test_framework.REAP_POLL_S)
+            time.sleep(4 * plugin.REAP_POLL_S)
             os.kill(interp.pid, signal.SIGKILL)
         assert interp.returncode == -signal.SIGKILL
         assert len(runtime) >= 2  # central and the forkserver
@@ -414,9 +479,7 @@ def test_the_fds_that_the_reaper_opens_never_show_in_a_tests_listing_of_pytests_
     result.assert_outcomes(passed=1)
 
 
-def test_a_test_that_leaves_an_fd_open_fails_naming_it(
-    pytester: pytest.Pytester, run_pytest: RunPytest
-) -> None:
+def test_a_test_that_leaves_an_fd_open_fails_naming_it(pytester: pytest.Pytester, run_pytest: RunPytest) -> None:
     pytester.makepyfile(
         """
         import os, pathlib
@@ -429,9 +492,7 @@ def test_a_test_that_leaves_an_fd_open_fails_naming_it(
     result = run_pytest()
     fd = int((pytester.path / "fd").read_text())
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(
-        [f"test left 1 fd open: {fd} -> {os.path.realpath(pytester.path / 'leaked.txt')}"]
-    )
+    result.stdout.fnmatch_lines([f"test left 1 fd open: {fd} -> {os.path.realpath(pytester.path / 'leaked.txt')}"])
 
 
 def test_a_clean_test_passes(pytester: pytest.Pytester, run_pytest: RunPytest) -> None:
@@ -502,9 +563,7 @@ def test_a_session_fixture_that_leaves_its_process_behind_fails_the_teardown_tha
     result = run_pytest()
     pid = int((pytester.path / "pid").read_text())
     result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(
-        ["*ERROR at teardown of test_two*", f"test left 1 process behind: {pid} (S) sleep 32"]
-    )
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_two*", f"test left 1 process behind: {pid} (S) sleep 32"])
 
 
 # ---------------------------------------------------------------- run()
@@ -525,15 +584,13 @@ def _fake_occasional() -> types.ModuleType:
             return main(*args)
         except Exception as exc:
             text = "".join(traceback.format_exception(exc))
-            exc.occ_traceback = text  # type: ignore[attr-defined]
+            exc.occ_traceback = text  # type: ignore[attr-defined]  # read back by this stand-in's format_reason
             raise ProcessExit(("error", exc)) from exc
 
     def format_reason(reason: tuple[str, Any]) -> str:
         return f"process ended with an error:\n{reason[1].occ_traceback}"
 
-    fake.ProcessExit = ProcessExit  # type: ignore[attr-defined]
-    fake.run = run  # type: ignore[attr-defined]
-    fake.format_reason = format_reason  # type: ignore[attr-defined]
+    vars(fake).update(ProcessExit=ProcessExit, run=run, format_reason=format_reason)
     return fake
 
 
@@ -551,11 +608,9 @@ def test_run_fails_a_remote_assertion_as_an_assertion_error_with_the_remote_trac
         assert x == 2, "x should be 2"
 
     with pytest.raises(AssertionError) as caught:
-        test_framework.run(main, 1)
+        occasional.testing.run(main, 1)
     message = str(caught.value)
-    assert message.startswith(
-        "an assertion failed in a process of the runtime:\nprocess ended with an error:\n"
-    )
+    assert message.startswith("an assertion failed in a process of the runtime:\nprocess ended with an error:\n")
     assert "in main\n    assert x == 2" in message
     assert message.endswith("AssertionError: x should be 2\nassert 1 == 2")
     assert type(caught.value.__cause__) is fake_occasional.ProcessExit
@@ -566,10 +621,10 @@ def test_run_lets_any_other_process_exit_through(fake_occasional: types.ModuleTy
         raise KeyError("k")
 
     with pytest.raises(fake_occasional.ProcessExit) as caught:
-        test_framework.run(main)
+        occasional.testing.run(main)
     assert caught.value.reason[0] == "error"
     assert type(caught.value.reason[1]) is KeyError
 
 
 def test_run_returns_what_main_returns(fake_occasional: types.ModuleType) -> None:
-    assert test_framework.run(lambda a, b: a + b, 2, 3) == 5
+    assert occasional.testing.run(lambda a, b: a + b, 2, 3) == 5

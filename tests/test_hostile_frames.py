@@ -23,11 +23,10 @@ import pytest
 
 import occasional as occ
 from occasional import durable
-from occasional.core import codec
-from occasional.core import protocol as P
+from occasional.core import codec, protocol as P
 from occasional.core.context import current
 from occasional.sck.frame import frame
-from test_framework import run
+from occasional.testing import run
 
 
 def _central() -> Any:
@@ -99,7 +98,9 @@ def test_a_kill_whose_why_is_not_an_encoded_value_raises_type_error_in_the_calle
         return said, _round_trip(echo, "alive")
 
     said, answer = run(main)
-    assert said == "central refused a malformed request: a KILL request has why=3, which is not bytes of an encoded value"
+    assert (
+        said == "central refused a malformed request: a KILL request has why=3, which is not bytes of an encoded value"
+    )
     assert answer == "alive"
 
 
@@ -118,7 +119,9 @@ def test_an_exit_signal_whose_reason_has_the_wrong_shape_is_refused_and_its_targ
         return said, _round_trip(target, "alive")
 
     said, answer = run(main)
-    assert re.match(r"^central refused a malformed request: a SIGNAL request has reason=.*, which is not a reason", said)
+    assert re.match(
+        r"^central refused a malformed request: a SIGNAL request has reason=.*, which is not a reason", said
+    )
     assert answer == "alive"
 
 
@@ -216,8 +219,11 @@ def test_a_process_that_never_reads_its_central_socket_is_killed_at_the_unread_l
     assert kind == "killed"
     assert re.match(rf"^its central socket held over {P.MAX_UNREAD} bytes unread \(\d+ bytes\) for 1 s", why), why
     # Central's log (its stderr is this test's): the WARNING names the process and the limit.
-    assert re.search(rf"(?m)^occasional: process <occ \d+> \(.*_monitors_and_never_reads\): its central socket held "
-                     rf"over {P.MAX_UNREAD} bytes unread .*; killing it$", capfd.readouterr().err)
+    assert re.search(
+        rf"(?m)^occasional: process <occ \d+> \(.*_monitors_and_never_reads\): its central socket held "
+        rf"over {P.MAX_UNREAD} bytes unread .*; killing it$",
+        capfd.readouterr().err,
+    )
 
 
 def _central_peak_rss() -> int:
@@ -272,31 +278,53 @@ def _frames() -> Any:
     from hypothesis import strategies as st
 
     anything = st.recursive(
-        st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1)
-        | st.floats() | st.text(max_size=8) | st.binary(max_size=16),
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+        | st.floats()
+        | st.text(max_size=8)
+        | st.binary(max_size=16),
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
         max_leaves=8,
     )
-    encoded = st.builds(codec.dumps, anything.filter(lambda v: not (isinstance(v, float) and math.isnan(v)))) | st.binary(max_size=8)
+    encoded = st.builds(
+        codec.dumps, anything.filter(lambda v: not (isinstance(v, float) and math.isnan(v)))
+    ) | st.binary(max_size=8)
     event = st.lists(st.integers(0, 99) | anything, min_size=4, max_size=4) | st.tuples(
-        st.integers(0, 2**64 - 1), st.text(max_size=4), st.text(max_size=4), st.binary(max_size=8)).map(list)
-    reason = (st.tuples(st.sampled_from(["ok", "error", "killed", "linked"]) | st.text(max_size=4), encoded).map(list)
-              | st.tuples(st.just("linked"), st.lists(st.integers(0, 9) | anything, min_size=3, max_size=3)).map(list))
+        st.integers(0, 2**64 - 1), st.text(max_size=4), st.text(max_size=4), st.binary(max_size=8)
+    ).map(list)
+    reason = st.tuples(st.sampled_from(["ok", "error", "killed", "linked"]) | st.text(max_size=4), encoded).map(
+        list
+    ) | st.tuples(st.just("linked"), st.lists(st.integers(0, 9) | anything, min_size=3, max_size=3)).map(list)
     # Plausible values per field name (protocol.REQUESTS), so that requests
     # get past the shape check now and then and reach the handlers.
     plausible: dict[str, Any] = {
-        "req": st.integers(0, 1000), "blob": st.binary(max_size=8), "name": st.text(max_size=6) | st.none(),
-        "link": st.booleans(), "mon_owner": st.integers(-5, 50) | st.none(), "mon_n": st.integers(0, 50) | st.none(),
-        "function": st.text(max_size=6), "sys_path": st.lists(st.text(max_size=4), max_size=2),
+        "req": st.integers(0, 1000),
+        "blob": st.binary(max_size=8),
+        "name": st.text(max_size=6) | st.none(),
+        "link": st.booleans(),
+        "mon_owner": st.integers(-5, 50) | st.none(),
+        "mon_n": st.integers(0, 50) | st.none(),
+        "function": st.text(max_size=6),
+        "sys_path": st.lists(st.text(max_size=4), max_size=2),
         "title": st.text(max_size=6),
         "meta": st.none() | st.dictionaries(st.sampled_from(["argv", "restarts", "child"]), anything, max_size=2),
-        "target": st.integers(0, 60), "owner": st.integers(-5, 50), "n": st.integers(0, 50), "flag": st.booleans(),
-        "why": encoded, "kind": st.sampled_from(["ok", "error", "exitcode", "linked"]), "detail": encoded,
-        "summary": st.text(max_size=6), "reason": reason,
+        "target": st.integers(0, 60),
+        "owner": st.integers(-5, 50),
+        "n": st.integers(0, 50),
+        "flag": st.booleans(),
+        "why": encoded,
+        "kind": st.sampled_from(["ok", "error", "exitcode", "linked"]),
+        "detail": encoded,
+        "summary": st.text(max_size=6),
+        "reason": reason,
         "id": st.sampled_from(["fuzz-a", "fuzz-b"]) | st.text(max_size=4),
-        "dest": st.sampled_from(["fuzz-a", "fuzz-b"]) | st.text(max_size=4), "body": encoded,
-        "sender": st.none() | st.text(max_size=4), "send_seq": st.integers(0, 2**64 - 1),
-        "events": st.lists(event, max_size=3), "wake_at": st.floats() | st.integers(-(2**63), 2**64 - 1),
+        "dest": st.sampled_from(["fuzz-a", "fuzz-b"]) | st.text(max_size=4),
+        "body": encoded,
+        "sender": st.none() | st.text(max_size=4),
+        "send_seq": st.integers(0, 2**64 - 1),
+        "events": st.lists(event, max_size=3),
+        "wake_at": st.floats() | st.integers(-(2**63), 2**64 - 1),
         "resume": st.booleans(),
     }
     ops = st.sampled_from(sorted(P.REQUESTS))
@@ -315,9 +343,10 @@ def _frames() -> Any:
         message.map(_packed)
         | st.binary(max_size=64).map(frame)
         | st.tuples(message.map(_packed), st.integers(0, 10**6), st.integers(0, 2), st.integers(0, 255)).map(
-            lambda t: _mutate(*t))
+            lambda t: _mutate(*t)
+        )
     )
-    return st.tuples(st.lists(message, max_size=2), st.lists(one_frame, min_size=1, max_size=3))  # fmt: skip
+    return st.tuples(st.lists(message, max_size=2), st.lists(one_frame, min_size=1, max_size=3))
 
 
 def _mutate(data: bytes, at: int, how: int, byte: int) -> bytes:

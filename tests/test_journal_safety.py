@@ -22,16 +22,18 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import msgpack
 import pytest
 
 import occasional as occ
 from occasional import durable
+from occasional.testing import run
+
 from conftest import ROOT
-from test_framework import run
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 APPLICATION_ID = 0x4F43434A  # "OCCJ", occasional/durable/store.py
@@ -190,10 +192,14 @@ def holding(journal: str, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(
         [sys.executable, str(tmp_path / "holder.py"), journal],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
-        assert child.stdout is not None and child.stdout.readline() == "holding\n", child.stderr.read()  # type: ignore[union-attr]
+        assert child.stdout is not None and child.stdout.readline() == "holding\n", child.stderr.read()  # type: ignore[union-attr]  # stderr=PIPE: never None
         yield child
     finally:
         out, err = child.communicate("\n", timeout=30)
@@ -202,11 +208,14 @@ def holding(journal: str, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 
 def test_a_second_runtime_on_a_journal_in_use_fails_at_once_until_the_first_one_ends(journal, tmp_path):
     with holding(journal, tmp_path) as holder:
-        with pytest.raises(BlockingIOError, match=(
-            rf"^the journal {quoted(journal)} is in use by another runtime \(its central services, pid \d+, "
-            rf"hold {quoted(journal + '.lock')}\); a journal serves one runtime at a time, or its durable steps "
-            r"would run twice: stop that runtime first, or give this one another journal=$"
-        )):  # fmt: skip
+        with pytest.raises(
+            BlockingIOError,
+            match=(
+                rf"^the journal {quoted(journal)} is in use by another runtime \(its central services, pid \d+, "
+                rf"hold {quoted(journal + '.lock')}\); a journal serves one runtime at a time, or its durable steps "
+                r"would run twice: stop that runtime first, or give this one another journal=$"
+            ),
+        ):
             occ.run(finish_at_once, journal=journal)
         assert holder.poll() is None
     record_a_finished_process(journal)
@@ -226,10 +235,13 @@ def test_journal_ls_reads_a_journal_that_a_runtime_has_in_use(journal, tmp_path)
 def test_a_runtime_refuses_a_text_file_as_its_journal_naming_it(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("remember the milk\n" * 100)
-    with pytest.raises(ValueError, match=(
-        rf"^{NOT_A_JOURNAL.format(path=quoted(notes))}SQLite cannot read it as a database \(file is not a database\); "
-        r"give the path of a journal, or of a file that does not exist yet$"
-    )):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=(
+            rf"^{NOT_A_JOURNAL.format(path=quoted(notes))}SQLite cannot read it as a database \(file is not a database\); "
+            r"give the path of a journal, or of a file that does not exist yet$"
+        ),
+    ):
         occ.run(finish_at_once, journal=str(notes))
     assert notes.read_text() == "remember the milk\n" * 100
 
@@ -244,20 +256,26 @@ def another_applications_database(path: Path, application_id: int) -> None:
 def test_a_runtime_refuses_a_sqlite_database_of_another_application_naming_it_and_its_id(tmp_path):
     other = tmp_path / "contacts.db"
     another_applications_database(other, 0x12345678)
-    with pytest.raises(ValueError, match=(
-        rf"^{NOT_A_JOURNAL.format(path=quoted(other))}it is a SQLite database of another application "
-        r"\(application_id 0x12345678, a journal's is 0x4f43434a\); give the path of a journal, or of a file that"
-    )):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=(
+            rf"^{NOT_A_JOURNAL.format(path=quoted(other))}it is a SQLite database of another application "
+            r"\(application_id 0x12345678, a journal's is 0x4f43434a\); give the path of a journal, or of a file that"
+        ),
+    ):
         occ.run(finish_at_once, journal=str(other))
 
 
 def test_a_runtime_refuses_a_sqlite_database_with_other_tables_and_no_application_id(tmp_path):
     other = tmp_path / "contacts.db"
     another_applications_database(other, 0)
-    with pytest.raises(ValueError, match=(
-        rf"^{NOT_A_JOURNAL.format(path=quoted(other))}it is a SQLite database with the tables contacts "
-        r"and no journal's application_id; give the path of a journal"
-    )):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=(
+            rf"^{NOT_A_JOURNAL.format(path=quoted(other))}it is a SQLite database with the tables contacts "
+            r"and no journal's application_id; give the path of a journal"
+        ),
+    ):
         occ.run(finish_at_once, journal=str(other))
 
 
@@ -276,10 +294,13 @@ def pragmas(journal: str) -> tuple[int, int]:
 def test_a_runtime_refuses_a_journal_of_a_newer_layout_naming_it(journal):
     record_a_finished_process(journal)
     set_pragmas(journal, user_version=2)
-    with pytest.raises(ValueError, match=(
-        rf"^the journal {quoted(journal)} has layout 2, newer than this occasional reads \(up to 1\): "
-        r"a newer occasional wrote it; open it with that version$"
-    )):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=(
+            rf"^the journal {quoted(journal)} has layout 2, newer than this occasional reads \(up to 1\): "
+            r"a newer occasional wrote it; open it with that version$"
+        ),
+    ):
         occ.run(finish_at_once, journal=journal)
 
 

@@ -117,12 +117,24 @@ def test_writing_to_a_closed_writer_raises_naming_the_file(tmp_path):
     [
         ({"path": ""}, TypeError, r"^LogFile\(path=''\): the path is not a non-empty string; give a file path"),
         ({"path": 3}, TypeError, r"^LogFile\(path=3\): the path is not a non-empty string"),
-        ({"path": "logs/"}, ValueError, r"^LogFile\(path='logs/'\) names a directory; give a file path in it, e.g. 'logs/out.log'$"),
+        (
+            {"path": "logs/"},
+            ValueError,
+            r"^LogFile\(path='logs/'\) names a directory; give a file path in it, e.g. 'logs/out.log'$",
+        ),
         ({"path": "x", "max_bytes": 0}, ValueError, r"^LogFile\(max_bytes=0\) is not a size; use an int of bytes >= 1"),
         ({"path": "x", "max_bytes": 1.5}, ValueError, r"^LogFile\(max_bytes=1.5\) is not a size"),
         ({"path": "x", "max_bytes": True}, ValueError, r"^LogFile\(max_bytes=True\) is not a size"),
-        ({"path": "x", "backups": -1}, ValueError, r"^LogFile\(backups=-1\) is not a number of old files to keep; use an int >= 0$"),
-        ({"path": "x", "backups": MAX_BACKUPS + 1}, ValueError, rf"^LogFile\(backups={MAX_BACKUPS + 1}\) is more old files than a log keeps \(at most {MAX_BACKUPS}\); use {MAX_BACKUPS} or fewer"),
+        (
+            {"path": "x", "backups": -1},
+            ValueError,
+            r"^LogFile\(backups=-1\) is not a number of old files to keep; use an int >= 0$",
+        ),
+        (
+            {"path": "x", "backups": MAX_BACKUPS + 1},
+            ValueError,
+            rf"^LogFile\(backups={MAX_BACKUPS + 1}\) is more old files than a log keeps \(at most {MAX_BACKUPS}\); use {MAX_BACKUPS} or fewer",
+        ),
     ],
 )
 def test_a_log_file_with_a_bad_value_is_refused_naming_it(kwargs, error, message):
@@ -146,7 +158,9 @@ def test_a_log_file_that_is_a_symlink_is_refused_naming_it_and_its_target_is_not
     target = tmp_path / "elsewhere"
     target.write_bytes(b"precious\n")
     (tmp_path / "out.log").symlink_to(target)
-    with pytest.raises(OSError, match=r"^\[Errno 40\] the log file '.*/out\.log' is a symbolic link; logs are never written through one: remove it, or give its target as the path$"):
+    with pytest.raises(
+        OSError,
+        match=r"^\[Errno 40\] the log file '.*/out\.log' is a symbolic link; logs are never written through one: remove it, or give its target as the path$",
+    ):
         LogWriter(LogFile(str(tmp_path / "out.log")))
     assert target.read_bytes() == b"precious\n"
-

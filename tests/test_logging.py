@@ -63,7 +63,10 @@ def test_a_supervisor_that_gives_up_says_so_on_stderr_naming_the_child_and_its_r
     """)
     give_up = [line for line in err.splitlines() if "give_up" in line]
     assert len(give_up) == 1
-    assert re.fullmatch(r"occasional: supervisor <occ \d+>: give_up child 'crasher'; it ended with Traceback \(most recent call last\):", give_up[0])
+    assert re.fullmatch(
+        r"occasional: supervisor <occ \d+>: give_up child 'crasher'; it ended with Traceback \(most recent call last\):",
+        give_up[0],
+    )
     assert "RuntimeError: again" in err
 
 

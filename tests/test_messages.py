@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import occasional as occ
+
 from conftest import drain_mailbox
 
 
@@ -333,7 +335,7 @@ def exactly_equal(a: Any, b: Any) -> bool:
     if isinstance(a, BaseException):
         return exactly_equal(a.args, b.args)
     if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(exactly_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(exactly_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         if len(a) != len(b):
             return False

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import occasional as occ
+
 from conftest import naming
 
 

@@ -19,15 +19,16 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import msgpack
 import pytest
 
-from conftest import ROOT
 from occasional.sck.frame import frame
-from test_framework import run
+from occasional.testing import run
+
+from conftest import ROOT
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 NOBODY = 65534
@@ -91,7 +92,9 @@ def test_ps_reads_nothing_from_an_unsafe_control_directory_and_says_why(xdg, kin
     (leads_to / "1.sock").write_bytes(b"")  # a stale socket ps would remove, were it reading
     done = subprocess.run([OCCASIONAL, "ps"], capture_output=True, text=True, timeout=20)
     assert (done.returncode, done.stdout) == (1, "")
-    assert done.stderr.startswith(f"occasional ps: not reading '{xdg / 'occasional'}': it {PROBLEM[kind]}; "), done.stderr
+    assert done.stderr.startswith(f"occasional ps: not reading '{xdg / 'occasional'}': it {PROBLEM[kind]}; "), (
+        done.stderr
+    )
     assert [p.name for p in leads_to.iterdir()] == ["1.sock"]
 
 
@@ -190,7 +193,10 @@ def test_ps_refuses_a_control_socket_served_by_another_user(xdg):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     assert (done.returncode, json.loads(done.stdout)) == (0, [])
-    assert done.stderr == f"occasional ps: skipped 4242.sock: refused, it is served by uid {NOBODY}, not by this user (uid 0)\n"
+    assert (
+        done.stderr
+        == f"occasional ps: skipped 4242.sock: refused, it is served by uid {NOBODY}, not by this user (uid 0)\n"
+    )
 
 
 # --------------------------------------------------------------- occasional run's exit status
@@ -198,7 +204,8 @@ def test_ps_refuses_a_control_socket_served_by_another_user(xdg):
 
 @pytest.fixture
 def app(tmp_path):
-    (tmp_path / "app.py").write_text(textwrap.dedent("""
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
         import os, signal, sys
 
         def returns():
@@ -218,7 +225,8 @@ def app(tmp_path):
 
         def sigkilled():
             os.kill(os.getpid(), signal.SIGKILL)
-    """))
+    """)
+    )
     return tmp_path
 
 
@@ -226,7 +234,9 @@ def _occasional_run(app: Path, target: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([OCCASIONAL, "run", target], capture_output=True, text=True, timeout=60, cwd=app)
 
 
-@pytest.mark.parametrize("target, status", [("app:returns", 0), ("app:exit_0", 0), ("app:exit_3", 3), ("app:os_exit_4", 4)])
+@pytest.mark.parametrize(
+    "target, status", [("app:returns", 0), ("app:exit_0", 0), ("app:exit_3", 3), ("app:os_exit_4", 4)]
+)
 def test_run_exits_with_the_status_main_ended_with_and_adds_nothing_to_stderr(app, target, status):
     done = _occasional_run(app, target)
     assert (done.returncode, done.stdout, done.stderr) == (status, "", "")
@@ -235,4 +245,6 @@ def test_run_exits_with_the_status_main_ended_with_and_adds_nothing_to_stderr(ap
 def test_run_exits_128_plus_the_signal_number_when_main_is_killed_by_a_signal(app):
     done = _occasional_run(app, "app:sigkilled")
     assert done.returncode == 128 + signal.SIGKILL
-    assert re.fullmatch(r"occasional run: process <occ \d+> ended: killed by signal SIGKILL\n", done.stderr), done.stderr
+    assert re.fullmatch(r"occasional run: process <occ \d+> ended: killed by signal SIGKILL\n", done.stderr), (
+        done.stderr
+    )

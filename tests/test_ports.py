@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 import occasional as occ
-from conftest import ROOT, descendants, frames_until_exit, reap_orphans, snapshot, wait_until_gone
 from occasional import ports
-from test_framework import run
+from occasional.testing import run
+
+from conftest import ROOT, descendants, frames_until_exit, reap_orphans, snapshot, wait_until_gone
 
 
 def down_reason(port: occ.Port, ref: occ.Ref) -> Any:
@@ -78,7 +79,9 @@ def test_packet_framing_uses_a_four_byte_big_endian_length_both_ways():
 def test_a_packet_over_max_frame_ends_the_port_with_an_error_instead_of_allocating_it():
     def main():
         # Announces 2**31 bytes; the limit is 1 KiB.
-        port = ports.open_port(["sh", "-c", "read go; printf '\\200\\000\\000\\000abc'"], framing="packet", max_frame=1024)
+        port = ports.open_port(
+            ["sh", "-c", "read go; printf '\\200\\000\\000\\000abc'"], framing="packet", max_frame=1024
+        )
         ref = occ.monitor(port)
         ports.close(port)  # EOF ends the read
         kind, err = down_reason(port, ref)
@@ -182,7 +185,9 @@ def test_a_large_amount_of_output_arrives_whole_and_in_order():
 
 def test_cwd_and_env_are_those_given():
     def main(cwd):
-        port = ports.open_port(["sh", "-c", "pwd; echo $ONLY"], cwd=cwd, env={"ONLY": "this", "PATH": os.environ["PATH"]})
+        port = ports.open_port(
+            ["sh", "-c", "pwd; echo $ONLY"], cwd=cwd, env={"ONLY": "this", "PATH": os.environ["PATH"]}
+        )
         return frames_until_exit(port)
 
     assert run(main, "/tmp") == [("data", b"/tmp"), ("data", b"this"), ("exit_status", 0)]
@@ -356,11 +361,11 @@ def test_a_supervisor_restarts_a_port_whose_executable_was_sigkilled():
     def main():
         child = {"id": "echo", "function": functools.partial(ports.open_port, ["sh", "-c", "echo $$; exec cat"])}
         sup = occ.Supervisor.start([child], intensity=3, period=5)
-        (_, first, _), = occ.Supervisor.which_children(sup)
+        ((_, first, _),) = occ.Supervisor.which_children(sup)
         os.kill(first.os_pid, signal.SIGKILL)  # the driver process: the executable dies with it
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            (_, now, _), = occ.Supervisor.which_children(sup)
+            ((_, now, _),) = occ.Supervisor.which_children(sup)
             if now is not None and now != first:
                 return type(now).__name__, occ.process_info(now)["function"]
             time.sleep(0.01)
@@ -376,7 +381,7 @@ def test_a_supervisor_shutdown_sends_sigterm_to_the_executable_and_waits_for_it(
     def main():
         child = {"id": "svc", "function": functools.partial(ports.open_port, ["sh", "-c", script]), "shutdown": 5.0}
         sup = occ.Supervisor.start([child])
-        (_, port, _), = occ.Supervisor.which_children(sup)
+        ((_, port, _),) = occ.Supervisor.which_children(sup)
         ref = occ.monitor(port)
         time.sleep(0.2)  # the trap is set once the shell runs its loop
         occ.Supervisor.terminate_child(sup, "svc")
@@ -468,7 +473,7 @@ def test_sigkill_of_the_interpreter_that_started_the_runtime_leaves_no_executabl
     program = textwrap.dedent(
         f"""\
         import sys
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        sys.path.insert(0, {str(ROOT / "tests")!r})
         import occasional as occ
         from test_ports import start_escaper
 

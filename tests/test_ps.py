@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 import occasional as occ
-from conftest import ROOT, descendants, reap_orphans, snapshot, wait_until_gone
 from occasional import ports
 from occasional.core.control import PS_DEADLINE, PS_MAX_FRAME
 from occasional.sck.frame import HEADER
-from test_framework import run
+from occasional.testing import run
+
+from conftest import ROOT, descendants, reap_orphans, snapshot, wait_until_gone
 
 OCCASIONAL = [sys.executable, "-m", "occasional"]
 
@@ -40,7 +41,7 @@ def ps(*args: str) -> subprocess.CompletedProcess[str]:
 def ps_json(*args: str) -> list[dict[str, Any]]:
     done = ps("--json", *args)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return json.loads(done.stdout)
 
 
 def idle() -> None:
@@ -81,7 +82,7 @@ def test_ps_counts_the_restarts_of_a_supervised_child():
     def main(owner):
         sup = occ.Supervisor.start([{"id": "flaky", "function": idle}], intensity=5)
         for _ in range(2):
-            (_, pid, _), = occ.Supervisor.which_children(sup)
+            ((_, pid, _),) = occ.Supervisor.which_children(sup)
             os.kill(pid.os_pid, signal.SIGKILL)
             deadline = time.monotonic() + 10
             while occ.Supervisor.which_children(sup)[0][1] in (pid, None) and time.monotonic() < deadline:
@@ -172,7 +173,9 @@ def test_ps_gives_up_on_sockets_that_never_answer_at_one_deadline_for_all_and_li
         for s in hung:
             s.close()
     assert (status, [t["owner"] for t in found]) == (0, [os.getpid()])
-    assert stderr == "".join(f"occasional ps: skipped {n}.sock: no answer within {PS_DEADLINE:g} s\n" for n in range(1, 5))
+    assert stderr == "".join(
+        f"occasional ps: skipped {n}.sock: no answer within {PS_DEADLINE:g} s\n" for n in range(1, 5)
+    )
     assert PS_DEADLINE <= elapsed < PS_DEADLINE + 2.5  # once for all four, not once each
 
 
@@ -180,7 +183,9 @@ def test_ps_skips_a_socket_that_announces_a_frame_over_its_limit(own_runtime_dir
     (lsock,) = _fake_sockets(own_runtime_dir, ["1.sock"])
     with lsock:
         lsock.settimeout(20)
-        proc = subprocess.Popen([*OCCASIONAL, "ps", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        proc = subprocess.Popen(
+            [*OCCASIONAL, "ps", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
         try:
             conn, _ = lsock.accept()
             with conn:
@@ -190,7 +195,10 @@ def test_ps_skips_a_socket_that_announces_a_frame_over_its_limit(own_runtime_dir
             proc.kill()
             proc.communicate()
     assert (proc.returncode, json.loads(out)) == (0, [])
-    assert err == f"occasional ps: skipped 1.sock: peer announced a frame of {PS_MAX_FRAME + 1} bytes, over the limit of {PS_MAX_FRAME} bytes\n"
+    assert (
+        err
+        == f"occasional ps: skipped 1.sock: peer announced a frame of {PS_MAX_FRAME + 1} bytes, over the limit of {PS_MAX_FRAME} bytes\n"
+    )
 
 
 def test_ps_prints_the_control_characters_of_names_and_argv_escaped():

@@ -28,7 +28,9 @@ def test_every_name_in_all_exists():
     assert [name for name in occ.__all__ if not hasattr(occ, name)] == []
 
 
-@pytest.mark.parametrize("name", ["ProcessExit", "NoProcess", "NameTaken", "Pid", "Ref", "Port", "Server", "Supervisor", "TooManyRestarts"])
+@pytest.mark.parametrize(
+    "name", ["ProcessExit", "NoProcess", "NameTaken", "Pid", "Ref", "Port", "Server", "Supervisor", "TooManyRestarts"]
+)
 def test_a_public_class_shows_its_public_home(name):
     assert getattr(occ, name).__module__ == "occasional"
 

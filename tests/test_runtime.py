@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import occasional as occ
+
 from conftest import Snapshot, descendants, snapshot, survivors
 
 
@@ -214,11 +215,10 @@ def test_the_runtime_context_manager_kills_and_reaps_every_process_when_the_bloc
 
 
 def test_the_runtime_context_manager_stops_the_runtime_when_the_block_raises():
-    with pytest.raises(ZeroDivisionError):
-        with occ.runtime():
-            worker = occ.spawn(idle)
-            tree = tree_of(os.getpid()) + snapshot([worker.os_pid])
-            1 / 0
+    with pytest.raises(ZeroDivisionError), occ.runtime():
+        worker = occ.spawn(idle)
+        tree = tree_of(os.getpid()) + snapshot([worker.os_pid])
+        raise ZeroDivisionError
     assert survivors(tree) == []
     with pytest.raises(RuntimeError, match=r"^slf\(\) needs a running occasional runtime; "):
         occ.slf()
@@ -242,9 +242,8 @@ def test_an_unknown_option_of_start_raises_type_error_naming_it():
 
 
 def test_an_unknown_option_of_runtime_raises_type_error_naming_it():
-    with pytest.raises(TypeError, match=r"(?s)^.*\bcolour_of_the_sky\b"):
-        with occ.runtime(colour_of_the_sky="blue"):
-            pass
+    with pytest.raises(TypeError, match=r"(?s)^.*\bcolour_of_the_sky\b"), occ.runtime(colour_of_the_sky="blue"):
+        pass
     assert descendants(os.getpid()) == []
 
 

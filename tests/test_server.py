@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import occasional as occ
+
 from conftest import ask_a_new_process, drain_mailbox
 
 

@@ -122,9 +122,7 @@ def test_a_closure_using_the_occasional_module_gets_the_real_module_by_reference
         runtime_module = occ
 
         def report(parent):
-            runtime_module.send(
-                parent, (runtime_module.__name__, runtime_module is sys.modules["occasional"])
-            )
+            runtime_module.send(parent, (runtime_module.__name__, runtime_module is sys.modules["occasional"]))
 
         occ.spawn(report, occ.slf())
         return occ.receive(timeout=10)
@@ -240,12 +238,7 @@ def test_pids_are_ordered():
     def main():
         pids = [occ.spawn(idle) for _ in range(5)]
         ordered = sorted(pids)
-        pairs_in_one_order = all(
-            (a < b) != (b < a) and (a <= b) != (a > b)
-            for a in pids
-            for b in pids
-            if a != b
-        )
+        pairs_in_one_order = all((a < b) != (b < a) and (a <= b) != (a > b) for a in pids for b in pids if a != b)
         return sorted(reversed(ordered)) == ordered, set(ordered) == set(pids), pairs_in_one_order
 
     assert occ.run(main) == (True, True, True)

@@ -18,13 +18,14 @@ the one that reaches stderr by default (a give-up) the way a user sees it.
 from __future__ import annotations
 
 import functools
-import os
+import itertools
 import time
 from typing import Any
 
 import pytest
 
 import occasional as occ
+
 from conftest import ask_a_new_process, children_of, naming, poll, worker
 
 RECORDER = "recorder"
@@ -199,9 +200,7 @@ def test_a_child_that_fails_to_start_stops_the_ones_already_started_and_start_ra
 )
 def test_a_strategy_restarts_the_child_that_ended_and_the_siblings_it_names(strategy, restarted):
     def main():
-        sup = occ.Supervisor.start(
-            [spec(c, shutdown="brutal_kill") for c in "abc"], strategy=strategy, intensity=5
-        )
+        sup = occ.Supervisor.start([spec(c, shutdown="brutal_kill") for c in "abc"], strategy=strategy, intensity=5)
         old = children_of(sup)
         end_and_wait(old["b"])
         replaced(sup, "b", old["b"])
@@ -246,11 +245,14 @@ def test_a_temporary_child_that_a_siblings_restart_stopped_is_not_started_again_
     # sibling's death causes the temporary process to be terminated)" (issue 10).
     def main():
         sup = occ.Supervisor.start(
-            [spec("crasher", shutdown="brutal_kill"), spec("temp", restart="temporary", shutdown="brutal_kill"),
-             spec("last", shutdown="brutal_kill")],
+            [
+                spec("crasher", shutdown="brutal_kill"),
+                spec("temp", restart="temporary", shutdown="brutal_kill"),
+                spec("last", shutdown="brutal_kill"),
+            ],
             strategy=strategy,
             intensity=5,
-        )  # fmt: skip
+        )
         old = children_of(sup)
         temp_ref = occ.monitor(old["temp"])
         end_and_wait(old["crasher"])
@@ -295,8 +297,12 @@ def test_more_than_intensity_restarts_within_period_end_the_supervisor_with_too_
 
     kind, exc_type, child, reason, args, message = occ.run(main)
     assert (kind, exc_type, child, reason, args) == (
-        "error", occ.TooManyRestarts, "crasher", ("error", ValueError), ("crasher was told to raise",)
-    )  # fmt: skip
+        "error",
+        occ.TooManyRestarts,
+        "crasher",
+        ("error", ValueError),
+        ("crasher was told to raise",),
+    )
     assert "crasher" in message
     assert "ValueError" in message
 
@@ -345,7 +351,7 @@ def test_restarts_further_apart_than_period_do_not_add_up():
 
 def within(gaps: list[float], expected: list[float]) -> bool:
     """Each gap is at least 80 % of the expected wait and at most 0.2 s longer."""
-    return len(gaps) == len(expected) and all(0.8 * e <= g <= e + 0.2 for g, e in zip(gaps, expected))
+    return len(gaps) == len(expected) and all(0.8 * e <= g <= e + 0.2 for g, e in zip(gaps, expected, strict=True))
 
 
 def test_backoff_doubles_the_wait_before_each_restart_of_the_same_child_up_to_the_cap():
@@ -353,7 +359,7 @@ def test_backoff_doubles_the_wait_before_each_restart_of_the_same_child_up_to_th
         occ.register(RECORDER)
         occ.Supervisor.start([spec("looper", crash_at_once)], backoff=(0.15, 0.6), intensity=50, period=30)
         times = sorted(t for _, _, _, t in events("started", 5))
-        return [round(b - a, 3) for a, b in zip(times, times[1:])]
+        return [round(b - a, 3) for a, b in itertools.pairwise(times)]
 
     # A gap is the wait plus the time to crash and start again (about 0.1 s
     # here), so the first wait is large enough to tell from no wait at all.
@@ -382,9 +388,7 @@ def test_backoff_starts_again_from_its_first_wait_after_period_of_calm():
 def test_a_child_crash_looping_under_backoff_does_not_hold_up_management_calls():
     def main():
         occ.register(RECORDER)
-        sup = occ.Supervisor.start(
-            [spec("looper", crash_at_once)], backoff=(0.25, 0.5), intensity=50, period=60
-        )
+        sup = occ.Supervisor.start([spec("looper", crash_at_once)], backoff=(0.25, 0.5), intensity=50, period=60)
         slowest = 0.0
         until = time.monotonic() + 1.2
         while time.monotonic() < until:
@@ -405,9 +409,7 @@ def test_a_child_crash_looping_under_backoff_does_not_hold_up_management_calls()
 
 def test_which_children_lists_id_pid_and_restart_type_in_start_order():
     def main():
-        sup = occ.Supervisor.start(
-            [spec("a"), spec("b", restart="transient"), spec("c", restart="temporary")]
-        )
+        sup = occ.Supervisor.start([spec("a"), spec("b", restart="transient"), spec("c", restart="temporary")])
         listed = occ.Supervisor.which_children(sup)
         pids = [pid for _, pid, _ in listed]
         return (
@@ -565,9 +567,7 @@ def test_simple_one_for_one_start_child_appends_the_extra_args_and_returns_the_p
 def test_simple_one_for_one_restarts_a_child_with_the_same_args():
     def main():
         occ.register(RECORDER)
-        sup = occ.Supervisor.start(
-            [spec("t", report_args, ("fixed",))], strategy="simple_one_for_one", intensity=5
-        )
+        sup = occ.Supervisor.start([spec("t", report_args, ("fixed",))], strategy="simple_one_for_one", intensity=5)
         first = occ.Supervisor.start_child(sup, ("one",))
         events("args", 1)
         end_and_wait(first)
@@ -615,9 +615,7 @@ def test_a_nested_supervisor_that_gives_up_is_restarted_whole_by_its_parent():
 # --- significant children and auto_shutdown ---------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "restart, how", [("transient", "return"), ("temporary", "return"), ("temporary", "raise")]
-)
+@pytest.mark.parametrize("restart, how", [("transient", "return"), ("temporary", "return"), ("temporary", "raise")])
 def test_any_significant_shuts_the_supervisor_down_when_a_significant_child_ends_unrestarted(restart, how):
     def main():
         sup = occ.Supervisor.start(

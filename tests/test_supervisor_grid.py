@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 import occasional as occ
+
 from conftest import children_of, poll, worker
 
 STRATEGIES = ["one_for_one", "one_for_all", "rest_for_one"]
@@ -71,21 +72,25 @@ def compare(old: dict[str, Any], now: dict[str, Any]) -> dict[str, str]:
 @pytest.mark.parametrize("ending", ENDINGS)
 @pytest.mark.parametrize("restart", RESTARTS)
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_a_child_that_ended_is_restarted_with_its_siblings_as_strategy_and_restart_type_say(
-    strategy, restart, ending
-):
+def test_a_child_that_ended_is_restarted_with_its_siblings_as_strategy_and_restart_type_say(strategy, restart, ending):
     want = expected(strategy, restart, ending)
 
     def main():
         sup = occ.Supervisor.start(
             [
                 {"id": "before", "function": worker, "args": ("before",), "shutdown": "brutal_kill"},
-                {"id": "target", "function": worker, "args": ("target",), "shutdown": "brutal_kill", "restart": restart},
+                {
+                    "id": "target",
+                    "function": worker,
+                    "args": ("target",),
+                    "shutdown": "brutal_kill",
+                    "restart": restart,
+                },
                 {"id": "after", "function": worker, "args": ("after",), "shutdown": "brutal_kill"},
             ],
             strategy=strategy,
             intensity=5,
-        )  # fmt: skip
+        )
         old = children_of(sup)
         ref = occ.monitor(old["target"])
         end(old["target"], ending)

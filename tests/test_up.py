@@ -17,9 +17,10 @@ import time
 
 import pytest
 
-from conftest import descendants, poll, reap_orphans, snapshot, survivors, wait_until_gone
 from occasional.ports.logfile import LogFile
 from occasional.ports.up import ConfigError, load
+
+from conftest import descendants, poll, reap_orphans, snapshot, survivors, wait_until_gone
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 
@@ -132,8 +133,14 @@ class Up:
 
     def __init__(self, path, env=None):
         # A process group of its own, as a shell gives a foreground job: Ctrl-C is SIGINT to that group.
-        self.proc = subprocess.Popen([OCCASIONAL, "up", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env=env, process_group=0)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [OCCASIONAL, "up", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            process_group=0,
+        )
         self.err = ""
 
     def read_until(self, text, timeout=20.0):
@@ -205,24 +212,49 @@ def test_a_file_with_a_syntax_error_is_refused_naming_the_line(here):
 
 def test_an_unknown_key_is_refused_naming_it_and_the_key_it_resembles(here):
     message = refusal(here, '[services.web]\nargv = ["true"]\nrestrat = "permanent"\n')
-    assert message.startswith(f"{here}/services.toml:3: services.web.restrat: unknown key 'restrat'; did you mean 'restart'? the keys here are argv, function")
+    assert message.startswith(
+        f"{here}/services.toml:3: services.web.restrat: unknown key 'restrat'; did you mean 'restart'? the keys here are argv, function"
+    )
 
 
 def test_an_unknown_top_level_key_is_refused_naming_it(here):
     message = refusal(here, 'intensty = 3\n[services.web]\nargv = ["true"]\n')
-    assert message == f"{here}/services.toml:1: intensty: unknown key 'intensty'; did you mean 'intensity'? the keys here are services, intensity, period, backoff"
+    assert (
+        message
+        == f"{here}/services.toml:1: intensty: unknown key 'intensty'; did you mean 'intensity'? the keys here are services, intensity, period, backoff"
+    )
 
 
 @pytest.mark.parametrize(
     "line, key, says",
     [
-        ('restart = "sometimes"', "restart", "'sometimes' is not a restart type; use \"permanent\", \"transient\" or \"temporary\""),
-        ('shutdown = -1', "shutdown", "-1 is not a shutdown; use seconds >= 0 (e.g. shutdown = 5) or \"brutal_kill\""),
-        ('backoff = [5, 1]', "backoff", "[5, 1] is not a backoff; use [first_s, max_s] with 0 < first_s <= max_s, e.g. backoff = [0.5, 10]"),
+        (
+            'restart = "sometimes"',
+            "restart",
+            '\'sometimes\' is not a restart type; use "permanent", "transient" or "temporary"',
+        ),
+        ("shutdown = -1", "shutdown", '-1 is not a shutdown; use seconds >= 0 (e.g. shutdown = 5) or "brutal_kill"'),
+        (
+            "backoff = [5, 1]",
+            "backoff",
+            "[5, 1] is not a backoff; use [first_s, max_s] with 0 < first_s <= max_s, e.g. backoff = [0.5, 10]",
+        ),
         ('cwd = "nowhere"', "cwd", "is not a directory; create it or fix the path"),
-        ('env = { DEBUG = true }', "env.DEBUG", "True is not an environment value; write it as a string, e.g. DEBUG = \"true\""),
-        ('stdout = { path = "out.log", max_bytes = 0 }', "stdout.max_bytes", "0 is not a size; use an integer of bytes >= 1, e.g. max_bytes = 10485760"),
-        ('stdout = { path = "out.log", backups = 5000 }', "stdout.backups", "5000 is more old files than a log keeps (at most 1000); use backups = 1000 or fewer"),
+        (
+            "env = { DEBUG = true }",
+            "env.DEBUG",
+            'True is not an environment value; write it as a string, e.g. DEBUG = "true"',
+        ),
+        (
+            'stdout = { path = "out.log", max_bytes = 0 }',
+            "stdout.max_bytes",
+            "0 is not a size; use an integer of bytes >= 1, e.g. max_bytes = 10485760",
+        ),
+        (
+            'stdout = { path = "out.log", backups = 5000 }',
+            "stdout.backups",
+            "5000 is more old files than a log keeps (at most 1000); use backups = 1000 or fewer",
+        ),
         ('after = "db"', "after", "'db' is not a list of service names; write after = [\"db\"]"),
     ],
 )
@@ -232,35 +264,53 @@ def test_a_bad_value_is_refused_naming_its_line_and_key_and_saying_what_to_write
     assert says in message
 
 
-@pytest.mark.parametrize("line, key", [('stdout = "out.log"', "stdout"), ('stderr = { path = "out.log" }', "stderr.path")])
+@pytest.mark.parametrize(
+    "line, key", [('stdout = "out.log"', "stdout"), ('stderr = { path = "out.log" }', "stderr.path")]
+)
 def test_a_log_path_that_is_a_symlink_is_refused_before_anything_starts(here, line, key):
     (here / "out.log").symlink_to(here / "elsewhere")
     message = refusal(here, f'[services.web]\nargv = ["true"]\n{line}\n')
-    assert message == f"{here}/services.toml:3: services.web.{key}: '{here}/out.log' is a symbolic link; logs are never written through one: remove it, or give its target as the path"
+    assert (
+        message
+        == f"{here}/services.toml:3: services.web.{key}: '{here}/out.log' is a symbolic link; logs are never written through one: remove it, or give its target as the path"
+    )
 
 
 def test_an_executable_that_is_not_on_path_is_refused_before_anything_starts(here):
     message = refusal(here, '[services.web]\nargv = ["no-such-program-here"]\n')
-    assert message == f"{here}/services.toml:2: services.web.argv: the executable 'no-such-program-here' is not found on PATH; give its full path or fix its name"
+    assert (
+        message
+        == f"{here}/services.toml:2: services.web.argv: the executable 'no-such-program-here' is not found on PATH; give its full path or fix its name"
+    )
 
 
 def test_a_function_that_does_not_import_is_refused_naming_the_module(here):
     message = refusal(here, '[services.worker]\nfunction = "no_such_module_here:work"\n')
-    assert message.startswith(f"{here}/services.toml:2: services.worker.function: cannot import 'no_such_module_here' (ModuleNotFoundError")
+    assert message.startswith(
+        f"{here}/services.toml:2: services.worker.function: cannot import 'no_such_module_here' (ModuleNotFoundError"
+    )
 
 
 def test_a_service_with_both_argv_and_function_is_refused(here):
     message = refusal(here, f'[services.web]\nargv = ["true"]\nfunction = "svcmod_{here.name}:service"\n')
-    assert message == f"{here}/services.toml:1: services.web: give exactly one of argv = [...] (an executable) or function = \"module:function\" (a Python function)"
+    assert (
+        message
+        == f'{here}/services.toml:1: services.web: give exactly one of argv = [...] (an executable) or function = "module:function" (a Python function)'
+    )
 
 
 def test_after_naming_an_unknown_service_is_refused_naming_it(here):
     message = refusal(here, '[services.web]\nargv = ["true"]\nafter = ["dbb"]\n[services.db]\nargv = ["true"]\n')
-    assert message == f"{here}/services.toml:3: services.web.after: 'dbb' is not a service of this file; did you mean 'db'? name one of web, db"
+    assert (
+        message
+        == f"{here}/services.toml:3: services.web.after: 'dbb' is not a service of this file; did you mean 'db'? name one of web, db"
+    )
 
 
 def test_a_cycle_of_after_is_refused_showing_the_cycle(here):
-    message = refusal(here, """
+    message = refusal(
+        here,
+        """
         [services.a]
         argv = ["true"]
         after = ["c"]
@@ -270,26 +320,39 @@ def test_a_cycle_of_after_is_refused_showing_the_cycle(here):
         [services.c]
         argv = ["true"]
         after = ["b"]
-    """)
-    assert message == f"{here}/services.toml:4: services.a.after: the services 'a' -> 'c' -> 'b' -> 'a' wait for each other; remove one of these after entries"
+    """,
+    )
+    assert (
+        message
+        == f"{here}/services.toml:4: services.a.after: the services 'a' -> 'c' -> 'b' -> 'a' wait for each other; remove one of these after entries"
+    )
 
 
 def test_two_services_logging_to_one_file_are_refused(here):
-    message = refusal(here, '[services.a]\nargv = ["true"]\nstdout = "out.log"\n[services.b]\nargv = ["true"]\nstdout = "out.log"\n')
-    assert message == (f"{here}/services.toml:6: services.b.stdout: {str(here / 'out.log')!r} is already the log of services.a.stdout; "
-                       "give each its own file, or merge a service's stderr with stderr = \"stdout\"")  # fmt: skip
+    message = refusal(
+        here, '[services.a]\nargv = ["true"]\nstdout = "out.log"\n[services.b]\nargv = ["true"]\nstdout = "out.log"\n'
+    )
+    assert message == (
+        f"{here}/services.toml:6: services.b.stdout: {str(here / 'out.log')!r} is already the log of services.a.stdout; "
+        'give each its own file, or merge a service\'s stderr with stderr = "stdout"'
+    )
 
 
 def test_a_file_without_services_is_refused_saying_how_to_declare_one(here):
-    assert refusal(here, "intensity = 3\n") == (f"{here}/services.toml: services: no services are declared; add a table like "
-                                                "[services.web] with argv = [...] or function = \"module:function\"")  # fmt: skip
+    assert refusal(here, "intensity = 3\n") == (
+        f"{here}/services.toml: services: no services are declared; add a table like "
+        '[services.web] with argv = [...] or function = "module:function"'
+    )
 
 
 def test_paths_in_the_file_are_relative_to_its_directory(here, monkeypatch):
     (here / "work").mkdir()
     monkeypatch.chdir("/")
     plan = load(str(write(here, '[services.web]\nargv = ["true"]\ncwd = "work"\nstdout = "logs/web.log"\n')))
-    assert (plan.services[0].cwd, plan.services[0].stdout) == (str(here / "work"), LogFile(str(here / "logs" / "web.log")))
+    assert (plan.services[0].cwd, plan.services[0].stdout) == (
+        str(here / "work"),
+        LogFile(str(here / "logs" / "web.log")),
+    )
 
 
 def test_occasional_up_prints_a_refusal_to_stderr_exits_2_and_starts_nothing(here):
@@ -302,7 +365,10 @@ def test_occasional_up_prints_a_refusal_to_stderr_exits_2_and_starts_nothing(her
 
 def test_occasional_up_refuses_a_file_that_does_not_exist(here):
     done = subprocess.run([OCCASIONAL, "up", str(here / "nope.toml")], capture_output=True, text=True, timeout=30)
-    assert (done.returncode, done.stderr) == (2, f"occasional up: {here}/nope.toml: cannot read it (No such file or directory); give the path of a services file\n")
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"occasional up: {here}/nope.toml: cannot read it (No such file or directory); give the path of a services file\n",
+    )
 
 
 # ---------------------------------------------------------------- running services
@@ -310,7 +376,12 @@ def test_occasional_up_refuses_a_file_that_does_not_exist(here):
 
 def test_services_start_after_the_services_they_name_each_registered_under_its_name(here, up):
     # File order a, b, c; b waits for c. A function service notes the names registered when it starts.
-    u = up(write(here, function(here, "sees_a") + function(here, "sees_b") + 'after = ["sees_c"]\n' + function(here, "sees_c")))
+    u = up(
+        write(
+            here,
+            function(here, "sees_a") + function(here, "sees_b") + 'after = ["sees_c"]\n' + function(here, "sees_c"),
+        )
+    )
     u.running()
     seen = wait_for_notes(here, lambda ns: len([n for n in ns if n[0] == "sees"]) == 3)
     views = {n[1]: n[2].split(",") for n in seen if n[0] == "sees"}
@@ -331,7 +402,10 @@ def test_a_stop_signal_stops_every_service_and_exits_0(here, up, sig):
     u.running()
     pids = poll(lambda: started(here), lambda s: len(s) == 2)
     assert u.stop(sig) == 0
-    assert ([p for ps in pids.values() for p in ps if alive(p)], u.err.splitlines()[-1]) == ([], f"occasional up: {here}/services.toml: every service stopped")
+    assert ([p for ps in pids.values() for p in ps if alive(p)], u.err.splitlines()[-1]) == (
+        [],
+        f"occasional up: {here}/services.toml: every service stopped",
+    )
 
 
 def test_a_second_stop_signal_ends_occasional_up_and_every_service_at_once(here, up):
@@ -342,7 +416,11 @@ def test_a_second_stop_signal_ends_occasional_up_and_every_service_at_once(here,
     u.proc.send_signal(signal.SIGTERM)
     u.read_until("stopping stubborn")
     try:
-        assert (u.stop(signal.SIGTERM, timeout=5), wait_until_gone(taken, timeout=2.0), alive(pid)) == (-signal.SIGTERM, [], False)
+        assert (u.stop(signal.SIGTERM, timeout=5), wait_until_gone(taken, timeout=2.0), alive(pid)) == (
+            -signal.SIGTERM,
+            [],
+            False,
+        )
     finally:
         reap_orphans(taken)
 
@@ -370,8 +448,10 @@ def test_a_service_with_its_own_backoff_waits_that_long_before_its_restart(here,
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_service_runs_in_its_cwd_with_its_env_added_to_the_inherited_one(here, up, kind):
     (here / "work").mkdir()
-    u = up(write(here, KINDS[kind](here, "where") + 'cwd = "work"\nenv = { GREETING = "hello" }\n'),
-           env={**os.environ, "FROM_THE_SHELL": "kept"})  # fmt: skip
+    u = up(
+        write(here, KINDS[kind](here, "where") + 'cwd = "work"\nenv = { GREETING = "hello" }\n'),
+        env={**os.environ, "FROM_THE_SHELL": "kept"},
+    )
     u.running()
     seen = wait_for_notes(here, lambda ns: any(n[0] == "where" for n in ns))
     assert [n[2:] for n in seen if n[0] == "where"] == [[str(here / "work"), "hello", "kept"]]
@@ -380,21 +460,32 @@ def test_a_service_runs_in_its_cwd_with_its_env_added_to_the_inherited_one(here,
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_services_stdout_file_is_rotated_by_size_between_lines(here, up, kind):
     # 40 lines of 29 bytes into files of at most 100 bytes: 3 lines a file, 14 files.
-    u = up(write(here, KINDS[kind](here, "chatty", 40) + 'stdout = { path = "logs/out.log", max_bytes = 100, backups = 20 }\n'))
+    u = up(
+        write(
+            here,
+            KINDS[kind](here, "chatty", 40) + 'stdout = { path = "logs/out.log", max_bytes = 100, backups = 20 }\n',
+        )
+    )
     u.running()
     wait_for_notes(here, lambda ns: any(n[0] == "printed" for n in ns))
     expected = b"".join(b"line %03d %s\n" % (i, b"x" * 20) for i in range(40))
 
     def oldest_first():
         try:
-            return [(here / "logs" / f"out.log.{i}").read_bytes() for i in range(13, 0, -1)] + [(here / "logs" / "out.log").read_bytes()]
+            return [(here / "logs" / f"out.log.{i}").read_bytes() for i in range(13, 0, -1)] + [
+                (here / "logs" / "out.log").read_bytes()
+            ]
         except FileNotFoundError:  # not written yet, or being rotated
             return []
 
     files = poll(oldest_first, lambda fs: b"".join(fs) == expected)
     names = {p.name for p in here.glob("logs/out.log*")}
     torn_or_too_big = [f for f in files if len(f) > 100 or not f.endswith(b"\n")]
-    assert (b"".join(files) == expected, names, torn_or_too_big) == (True, {"out.log", *(f"out.log.{i}" for i in range(1, 14))}, [])
+    assert (b"".join(files) == expected, names, torn_or_too_big) == (
+        True,
+        {"out.log", *(f"out.log.{i}" for i in range(1, 14))},
+        [],
+    )
 
 
 def test_a_service_that_keeps_failing_makes_the_supervisor_give_up_and_occasional_up_exit_1(here, up):
@@ -432,11 +523,15 @@ def test_the_example_runs_a_web_server_and_a_worker_that_gets_answers_from_it(tm
         port = str(s.getsockname()[1])
     with open(os.path.join(examples, "services.toml")) as f:
         text = f.read()
-    assert ', 2.0]' in text
+    assert ", 2.0]" in text
     (tmp_path / "services.toml").write_text(text.replace("8000", port).replace(", 2.0]", ", 0.1]"))  # poll faster
     shutil.copy(os.path.join(examples, "services_worker.py"), tmp_path)
     u = up(tmp_path / "services.toml")
     u.running()
     log = tmp_path / "logs" / "worker.log"
-    polled = poll(lambda: log.read_text() if log.exists() else "", lambda text: f"GET http://127.0.0.1:{port}/ -> 200" in text, timeout=15)
+    polled = poll(
+        lambda: log.read_text() if log.exists() else "",
+        lambda text: f"GET http://127.0.0.1:{port}/ -> 200" in text,
+        timeout=15,
+    )
     assert ("-> 200" in polled, u.stop()) == (True, 0)

@@ -74,7 +74,9 @@ class Server:
         raise TypeError(f"{type(self).__qualname__} got the cast {msg!r} but defines no handle_cast")
 
     def handle_info(self, msg: Any, state: Any) -> Any:
-        log.warning("%s %r ignored an unexpected message %r (define handle_info)", type(self).__qualname__, api.slf(), msg)
+        log.warning(
+            "%s %r ignored an unexpected message %r (define handle_info)", type(self).__qualname__, api.slf(), msg
+        )
         return state
 
     def terminate(self, reason: Any, state: Any) -> None:
@@ -104,10 +106,15 @@ class Server:
         f = functools.partial(_serve, cls, args, ctx.pid, token)
         pid, ref = api._spawn(f"{cls.__qualname__}.start()", f, (), name, {}, link, True)
         msg = ctx.receive(
-            lambda m: type(m) is tuple and ((len(m) == 2 and m[0] == STARTED_TAG and m[1] == token)
-                                            or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)),
+            lambda m: (
+                type(m) is tuple
+                and (
+                    (len(m) == 2 and m[0] == STARTED_TAG and m[1] == token)
+                    or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)
+                )
+            ),
             None,
-        )  # fmt: skip
+        )
         if msg[0] == STARTED_TAG:
             api.demonitor(ref, flush=True)
             return pid
@@ -127,13 +134,14 @@ def _serve(cls: type[Server], args: tuple[Any, ...], parent: Pid, token: Ref) ->
     _loop(server, state)
 
 
-
 def _describe_serve(f: functools.partial[Any]) -> str:
     cls = f.args[0]
     return f"{cls.__module__}.{cls.__qualname__} (Server)"
 
 
+# A function attribute, read by core's api._describe for `occasional ps`: core may not import behaviours.
 _serve._occ_describe = _describe_serve  # type: ignore[attr-defined]
+
 
 def _loop(server: Server, state: Any) -> None:
     ctx = current("Server")
@@ -230,8 +238,9 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
         ctx.call_down = None
     if msg is not None:
         return msg[2]
-    err = ProcessExit(reason, pid)  # type: ignore[arg-type]
-    if reason is not None and reason[0] == "error" and isinstance(reason[1], BaseException):
+    assert reason is not None  # receive() returns None only once call_down is set
+    err = ProcessExit(reason, pid)
+    if reason[0] == "error" and isinstance(reason[1], BaseException):
         raise err from reason[1]
     raise err
 

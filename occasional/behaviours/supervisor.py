@@ -28,13 +28,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import ports
 from ..core import api
 from ..core.context import current
 from ..core.errors import ProcessExit
 from ..core.match import ANY
 from ..core.pid import Pid
 from ..core.reasons import format_reason
-from .. import ports
 from ..durable import supervised as durable_child
 from .server import Server, Stop, call
 
@@ -112,7 +112,7 @@ def _spawn_args(f: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _durable_id(f: Any, args: tuple[Any, ...]) -> str:
-    return _spawn_args(f, args)[0]  # type: ignore[no-any-return]
+    return _spawn_args(f, args)[0]
 
 
 @dataclass(frozen=True)
@@ -142,14 +142,20 @@ class ChildSpec:
                     "use functools.partial(durable.spawn, id, f, *args) with a non-empty string id and a callable f"
                 )
         if self.restart not in RESTARTS:
-            raise ValueError(f"child {self.id!r}: restart={self.restart!r} is not a restart type; use 'permanent', 'transient' or 'temporary'")
+            raise ValueError(
+                f"child {self.id!r}: restart={self.restart!r} is not a restart type; use 'permanent', 'transient' or 'temporary'"
+            )
         s = self.shutdown
-        if s != "brutal_kill" and (isinstance(s, bool) or not isinstance(s, (int, float)) or not s >= 0 or math.isnan(s)):
+        if s != "brutal_kill" and (
+            isinstance(s, bool) or not isinstance(s, (int, float)) or not s >= 0 or math.isnan(s)
+        ):
             raise ValueError(f"child {self.id!r}: shutdown={s!r} is not a shutdown; use seconds >= 0 or 'brutal_kill'")
         if not isinstance(self.significant, bool):
             raise TypeError(f"child {self.id!r}: significant={self.significant!r} is not True or False")
         if self.significant and self.restart == "permanent":
-            raise ValueError(f"child {self.id!r}: a significant child must be 'transient' or 'temporary', not 'permanent'")
+            raise ValueError(
+                f"child {self.id!r}: a significant child must be 'transient' or 'temporary', not 'permanent'"
+            )
 
     @classmethod
     def from_dict(cls, spec: Any) -> ChildSpec:
@@ -159,7 +165,9 @@ class ChildSpec:
             raise TypeError(f"child spec {spec!r} is not a dict; write it as {{'id': ..., 'function': ...}}")
         unknown = [k for k in spec if k not in SPEC_KEYS]
         if unknown:
-            raise ValueError(f"child spec {spec!r} has an unknown key {unknown[0]!r}; the keys are {', '.join(SPEC_KEYS)}")
+            raise ValueError(
+                f"child spec {spec!r} has an unknown key {unknown[0]!r}; the keys are {', '.join(SPEC_KEYS)}"
+            )
         for key in ("id", "function"):
             if key not in spec:
                 raise ValueError(f"child spec {spec!r} has no {key!r}; 'id' and 'function' are required")
@@ -183,10 +191,11 @@ class _Options:
             raise ValueError(f"period={self.period!r} is not a period; use seconds > 0")
         b = self.backoff
         if b is not None and not (
-            type(b) in (tuple, list) and len(b) == 2
+            type(b) in (tuple, list)
+            and len(b) == 2
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
             and 0 < b[0] <= b[1]
-        ):  # fmt: skip
+        ):
             raise ValueError(f"backoff={b!r} is not a backoff; use (first_s, max_s) with 0 < first_s <= max_s")
         if self.auto_shutdown not in AUTO_SHUTDOWN:
             raise ValueError(f"auto_shutdown={self.auto_shutdown!r}; use one of {', '.join(AUTO_SHUTDOWN)}")
@@ -254,7 +263,7 @@ class Supervisor(Server):
     __module__ = "occasional"
 
     @classmethod
-    def start(  # type: ignore[override]
+    def start(  # type: ignore[override]  # takes child specs and options, not init's *args, as OTP's supervisor:start_link does
         cls,
         children: Any,
         *,
@@ -272,10 +281,11 @@ class Supervisor(Server):
         raises ProcessExit. Specs and options are checked here, in the
         caller, before any process starts.
         """
+        # tuple() of the list a user may pass has no length in its type; _Options checks that it is two.
         opts = _Options(strategy, intensity, period, tuple(backoff) if backoff is not None else None, auto_shutdown)  # type: ignore[arg-type]
         specs = _check_children(children, strategy)
         _check_significant(specs, opts.auto_shutdown)
-        return Server.start.__func__(cls, opts, specs, name=name, link=link)  # type: ignore[attr-defined,no-any-return]
+        return super().start(opts, specs, name=name, link=link)
 
     # -- management (classmethods called from any process) --------------------------
 
@@ -289,7 +299,7 @@ class Supervisor(Server):
     @classmethod
     def which_children(cls, sup: Any) -> list[tuple[str, Pid | None, str]]:
         """``(id, pid or None, restart)`` for each child, in start order."""
-        return cls._ask(sup, ("which_children",))  # type: ignore[no-any-return]
+        return cls._ask(sup, ("which_children",))
 
     @classmethod
     def start_child(cls, sup: Any, spec_or_args: Any) -> Pid:
@@ -300,7 +310,7 @@ class Supervisor(Server):
             raise TypeError(
                 f"start_child(sup, {spec_or_args!r}): pass a child spec dict, or for simple_one_for_one a tuple of extra arguments"
             )
-        return cls._ask(sup, ("start_child", spec_or_args))  # type: ignore[no-any-return]
+        return cls._ask(sup, ("start_child", spec_or_args))
 
     @classmethod
     def terminate_child(cls, sup: Any, id: Any) -> None:
@@ -310,7 +320,7 @@ class Supervisor(Server):
     @classmethod
     def restart_child(cls, sup: Any, id: Any) -> Pid:
         """Start a terminated child again."""
-        return cls._ask(sup, ("restart_child", id))  # type: ignore[no-any-return]
+        return cls._ask(sup, ("restart_child", id))
 
     @classmethod
     def delete_child(cls, sup: Any, id: Any) -> None:
@@ -319,7 +329,7 @@ class Supervisor(Server):
 
     # -- the supervisor process ----------------------------------------------------------
 
-    def init(self, opts: _Options, specs: list[ChildSpec]) -> _State:  # type: ignore[override]
+    def init(self, opts: _Options, specs: list[ChildSpec]) -> _State:
         api.trap_exits(True)
         st = _State(opts, [])
         me = api.slf()
@@ -353,7 +363,9 @@ class Supervisor(Server):
             arg = request[1]
             if st.template is not None:
                 if type(arg) is not tuple:
-                    raise TypeError(f"start_child: this supervisor is simple_one_for_one; pass a tuple of extra arguments, not {arg!r}")
+                    raise TypeError(
+                        f"start_child: this supervisor is simple_one_for_one; pass a tuple of extra arguments, not {arg!r}"
+                    )
                 child = _Child(st.template, extra=arg)
             else:
                 if not isinstance(arg, ChildSpec):
@@ -397,7 +409,7 @@ class Supervisor(Server):
                 # By id: the EXIT names a plain Pid, a durable child's pid is a DurablePid.
                 if child.pid is not None and child.pid.id == msg[1].id:
                     if child.durable_id is not None:
-                        self._durable_exited(child, st)
+                        self._durable_exited(child, child.durable_id, st)
                     else:
                         self._exited(child, msg[2], st)
                     break
@@ -406,7 +418,7 @@ class Supervisor(Server):
                 # (linked to us by central) has no pid here yet.
                 for child in list(st.children):
                     if child.durable_id is not None and child.pid is not None and child.pid.id == 0:
-                        self._durable_exited(child, st)
+                        self._durable_exited(child, child.durable_id, st)
         elif type(msg) is tuple and len(msg) == 2 and msg[0] == _RESTART_TAG:
             for child in st.children:
                 if child.waiting and id(child) == msg[1]:
@@ -421,10 +433,10 @@ class Supervisor(Server):
 
     # -- restarts -------------------------------------------------------------------------
 
-    def _durable_exited(self, child: _Child, st: _State) -> None:
+    def _durable_exited(self, child: _Child, durable_id: str, st: _State) -> None:
         """An incarnation of a durable child ended: only the durable process's
         final end is an exit of the child (durable/supervised.py)."""
-        state, value = durable_child.follow(child.durable_id)  # type: ignore[arg-type]
+        state, value = durable_child.follow(durable_id)
         if state == "done":
             self._exited(child, value, st)
         else:
@@ -536,7 +548,7 @@ class Supervisor(Server):
             child.pid = None if state == "done" else value
         elif _is_server_start(spec.function) or ports.is_open_port(spec.function):
             f: Any = spec.function
-            start = getattr(f, "start") if isinstance(f, type) else f  # a Server subclass, or its start
+            start = f.start if isinstance(f, type) and issubclass(f, Server) else f  # a Server subclass, or its start
             child.pid = start(*args, link=True)
         else:
             if child.prepared is None:
@@ -555,7 +567,9 @@ class Supervisor(Server):
                 api.unlink(pid)
             durable_child.stop(child.durable_id)
             try:
-                api.receive(lambda m: type(m) is tuple and len(m) == 3 and m[0] == "EXIT" and m[1].id == pid.id, timeout=0)
+                api.receive(
+                    lambda m: type(m) is tuple and len(m) == 3 and m[0] == "EXIT" and m[1].id == pid.id, timeout=0
+                )
             except TimeoutError:
                 pass
             return
@@ -595,6 +609,10 @@ class Supervisor(Server):
         log.log(
             level,
             "supervisor %s: %s child %r%s; it ended with %s",
-            st.name, action, child_id, when, format_reason(reason) if _is_reason(reason) else repr(reason),
+            st.name,
+            action,
+            child_id,
+            when,
+            format_reason(reason) if _is_reason(reason) else repr(reason),
             extra={"supervisor": st.name, "child": child_id, "reason": reason, "action": action, "delay": delay},
-        )  # fmt: skip
+        )

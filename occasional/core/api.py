@@ -11,9 +11,7 @@ import math
 import sys
 from typing import Any
 
-from . import codec
-from . import context as _context
-from . import protocol as P
+from . import codec, context as _context, protocol as P
 from .context import current
 from .errors import NoProcess, ProcessExit
 from .match import compile_match
@@ -23,11 +21,11 @@ from .pid import Pid, Port, Ref
 def _describe(f: Any) -> str:
     described = getattr(f, "_occ_describe", None)
     if described is not None:
-        return described(f)  # type: ignore[no-any-return]
+        return described(f)
     if isinstance(f, functools.partial):
         inner = getattr(f.func, "_occ_describe", None)
         if inner is not None:
-            return inner(f)  # type: ignore[no-any-return]
+            return inner(f)
         return f"partial({_describe(f.func)})"
     module = getattr(f, "__module__", None)
     qualname = getattr(f, "__qualname__", None) or getattr(f, "__name__", None)
@@ -56,7 +54,9 @@ def _check_name(call: str, name: Any) -> str:
     return name
 
 
-def _spawn(call: str, f: Any, args: tuple[Any, ...], name: Any, options: dict[str, Any], link: bool, monitor: bool) -> tuple[Pid, Ref | None]:
+def _spawn(
+    call: str, f: Any, args: tuple[Any, ...], name: Any, options: dict[str, Any], link: bool, monitor: bool
+) -> tuple[Pid, Ref | None]:
     ctx = current(call)
     if options:
         key = next(iter(options))
@@ -95,8 +95,9 @@ def spawn_prepared(prepared: Prepared, link: bool) -> Pid:
     return _spawn_prepared(current("spawn()"), prepared, None, link, False)[0]
 
 
-def _spawn_prepared(ctx: Any, prepared: Prepared, name: str | None, link: bool, monitor: bool,
-                    meta: dict[str, Any] | None = None) -> tuple[Pid, Ref | None]:
+def _spawn_prepared(
+    ctx: Any, prepared: Prepared, name: str | None, link: bool, monitor: bool, meta: dict[str, Any] | None = None
+) -> tuple[Pid, Ref | None]:
     """``meta``: facts for central's table that ``occasional ps`` shows
     (``argv`` of a port; a supervisor adds ``restarts`` via ctx.spawn_meta)."""
     if ctx.spawn_meta:
@@ -106,8 +107,18 @@ def _spawn_prepared(ctx: Any, prepared: Prepared, name: str | None, link: bool, 
         ctx.monitors[ref] = None
     title = f"occasional: {name if name is not None else prepared.title}"
     try:
-        reply = ctx.call(P.SPAWN, prepared.blob, name, link, ref.owner if ref else None, ref.n if ref else None,
-                         prepared.function, sys.path, title, meta)  # fmt: skip
+        reply = ctx.call(
+            P.SPAWN,
+            prepared.blob,
+            name,
+            link,
+            ref.owner if ref else None,
+            ref.n if ref else None,
+            prepared.function,
+            sys.path,
+            title,
+            meta,
+        )
     except BaseException:
         if ref is not None:
             ctx.monitors.pop(ref, None)
@@ -140,7 +151,8 @@ def spawn_link(f: Any, *args: Any, name: str | None = None, **options: Any) -> P
 def spawn_monitor(f: Any, *args: Any, name: str | None = None, **options: Any) -> tuple[Pid, Ref]:
     """spawn + monitor, atomically: the DOWN comes even if f ends at once."""
     pid, ref = _spawn("spawn_monitor()", f, args, name, options, False, True)
-    return pid, ref  # type: ignore[return-value]
+    assert ref is not None  # monitor=True makes one
+    return pid, ref
 
 
 def slf() -> Pid:
@@ -196,9 +208,13 @@ def _check_timeout(call: str, timeout: Any) -> float | None:
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"{call}: timeout={timeout!r} is not a number; give seconds as a number, or None to wait forever")
+        raise TypeError(
+            f"{call}: timeout={timeout!r} is not a number; give seconds as a number, or None to wait forever"
+        )
     if math.isnan(timeout) or timeout < 0:
-        raise ValueError(f"{call}: timeout={timeout!r} is negative; use a number >= 0 (0 just looks), or None to wait forever")
+        raise ValueError(
+            f"{call}: timeout={timeout!r} is negative; use a number >= 0 (0 just looks), or None to wait forever"
+        )
     if math.isinf(timeout):
         return None
     return float(timeout)
@@ -365,4 +381,4 @@ def process_info(pid: Any) -> dict[str, Any] | None:
         return None
     for key in ("links", "monitors", "monitored_by"):
         info[key] = [Pid._make(i, o) for i, o in info[key]]
-    return info  # type: ignore[no-any-return]
+    return info

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 import msgpack
 
 from ..sck.frame import HEADER
-from . import control, logs
-from . import protocol as P
+from . import control, logs, protocol as P
 from .central import Central
 from .reaping import kill_children
 from .titles import set_title
@@ -78,7 +77,8 @@ def main(argv: list[str]) -> None:
     # Ready only once the hooks ran: a journal that cannot be opened fails the
     # start, not the first durable call.
     first = central.procs[min(central.procs)]
-    first.conn.send([P.READY, first.id, owner_pid])  # type: ignore[union-attr]
+    if first.conn is not None:  # None only once the owner is gone: then nobody waits for READY
+        first.conn.send([P.READY, first.id, owner_pid])
     lsock = control.listen(os.getpid())
     if lsock is not None:
         central.control = control.Server(loop, lsock, central.table)
@@ -143,4 +143,3 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-

@@ -17,14 +17,14 @@ import signal
 import socket
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from ..sck.fdpass import recv_with_fds, send_with_fds
 from ..sck.frame import HEADER, Decoder, FrameError
-from . import control
-from . import protocol as P
+from . import control, protocol as P
 from .reaping import children, kill_children, reap_ended
 from .reasons import reason_from_status
 
@@ -265,11 +265,31 @@ class Proc:
     """One row of the process table."""
 
     __slots__ = (
-        "id", "os_pid", "conn", "name", "function", "links", "monitored_by",
-        "monitoring", "trapping", "started_at", "reported", "kill_reason", "status",
-        "hidden", "own_group", "owner", "forked_waiters", "finalized", "summary",
-        "argv", "restarts", "started_mono", "child_id", "pidfd",
-    )  # fmt: skip
+        "id",
+        "os_pid",
+        "conn",
+        "name",
+        "function",
+        "links",
+        "monitored_by",
+        "monitoring",
+        "trapping",
+        "started_at",
+        "reported",
+        "kill_reason",
+        "status",
+        "hidden",
+        "own_group",
+        "owner",
+        "forked_waiters",
+        "finalized",
+        "summary",
+        "argv",
+        "restarts",
+        "started_mono",
+        "child_id",
+        "pidfd",
+    )
 
     def __init__(self, id: int, function: str) -> None:
         self.id = id
@@ -304,8 +324,15 @@ class Proc:
 
 
 class Central:
-    def __init__(self, loop: asyncio.AbstractEventLoop, owner_sock: socket.socket, owner_pid: int,
-                 hidden_owner: bool, fs_sock: socket.socket, fs_pid: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        owner_sock: socket.socket,
+        owner_pid: int,
+        hidden_owner: bool,
+        fs_sock: socket.socket,
+        fs_pid: int,
+    ) -> None:
         self.loop = loop
         self.procs: dict[int, Proc] = {}
         self.by_os_pid: dict[int, Proc] = {}
@@ -381,8 +408,10 @@ class Central:
             self._maybe_finalize(p)
 
         def on_overflow(held: int) -> None:
-            why = (f"its central socket held over {P.MAX_UNREAD} bytes unread ({held} bytes) for "
-                   f"{P.OUT_STALL_S:g} s; a process must receive to read what central sends it")
+            why = (
+                f"its central socket held over {P.MAX_UNREAD} bytes unread ({held} bytes) for "
+                f"{P.OUT_STALL_S:g} s; a process must receive to read what central sends it"
+            )
             log.warning("process <occ %s> (%s): %s; killing it", p.os_pid, p.function, why)
             self._kill(p, ["killed", _packb(why)])
 
@@ -461,6 +490,7 @@ class Central:
             p.monitoring[ref] = child.id
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._attach(child, mine)
+
         def answer(ok: bool) -> None:
             if ok:
                 self._reply(p, req, self._pid(child))
@@ -475,14 +505,14 @@ class Central:
         if target is not None and target.os_pid is None:
             target.forked_waiters.append(lambda ok: self.op_connect(p, msg))
             return
-        if target is None or target.conn is None or p.finalized:
+        if target is None or target.conn is None or p.finalized or p.conn is None:
             if p.conn is not None:
                 p.conn.send([P.PEER_DEAD, msg[1]])
             return
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # Both ends go out in this one step, so both processes see their
         # sockets for one another in the same order (see Context._add_peer).
-        p.conn.send([P.PEER, target.id, target.os_pid], [a.detach()])  # type: ignore[union-attr]
+        p.conn.send([P.PEER, target.id, target.os_pid], [a.detach()])
         target.conn.send([P.PEER, p.id, p.os_pid], [b.detach()])
 
     def op_monitor(self, p: Proc, msg: list[Any]) -> None:
@@ -490,7 +520,8 @@ class Central:
         target = self._live(target_id)
         if target is None:
             os_pid = self.procs[target_id].os_pid if target_id in self.procs else 0
-            p.conn.send([P.DOWN, owner, n, target_id, os_pid or 0, ["noproc", _packb(None)]])  # type: ignore[union-attr]
+            if p.conn is not None:
+                p.conn.send([P.DOWN, owner, n, target_id, os_pid or 0, ["noproc", _packb(None)]])
             return
         target.monitored_by[(owner, n)] = p.id
         p.monitoring[(owner, n)] = target.id
@@ -546,14 +577,24 @@ class Central:
         _, req, name, target_id = msg
         target = self._live(target_id)
         if target is None:
-            self._error(p, req, "ValueError", f"register({name!r}, ...): the process is not alive; only a live process can hold a name")
+            self._error(
+                p,
+                req,
+                "ValueError",
+                f"register({name!r}, ...): the process is not alive; only a live process can hold a name",
+            )
             return
         holder = self.names.get(name)
         if holder is not None:
             self._error(p, req, "NameTaken", name)
             return
         if target.name is not None:
-            self._error(p, req, "ValueError", f"register({name!r}, ...): the process is already registered as {target.name!r}; unregister it first")
+            self._error(
+                p,
+                req,
+                "ValueError",
+                f"register({name!r}, ...): the process is already registered as {target.name!r}; unregister it first",
+            )
             return
         target.name = name
         self.names[name] = target.id
@@ -584,8 +625,11 @@ class Central:
         self._reply(p, msg[1], sorted(self.names))
 
     def op_processes(self, p: Proc, msg: list[Any]) -> None:
-        self._reply(p, msg[1], [self._pid(q) for q in self.procs.values()
-                                if not q.hidden and not q.finalized and q.os_pid is not None])
+        self._reply(
+            p,
+            msg[1],
+            [self._pid(q) for q in self.procs.values() if not q.hidden and not q.finalized and q.os_pid is not None],
+        )
 
     def op_info(self, p: Proc, msg: list[Any]) -> None:
         _, req, target_id = msg
@@ -593,17 +637,21 @@ class Central:
         if q is None or q.hidden or q.os_pid is None:
             self._reply(p, req, None)
             return
-        self._reply(p, req, {
-            "os_pid": q.os_pid,
-            "name": q.name,
-            "function": q.function,
-            "links": [self._pid(self.procs[i]) for i in sorted(q.links) if i in self.procs],
-            "monitors": [self._pid(self.procs[i]) for i in q.monitoring.values() if i in self.procs],
-            "monitored_by": [self._pid(self.procs[i]) for i in q.monitored_by.values() if i in self.procs],
-            "trap_exits": q.trapping,
-            "started_at": q.started_at,
-            "rss_bytes": _rss(q.os_pid),
-        })  # fmt: skip
+        self._reply(
+            p,
+            req,
+            {
+                "os_pid": q.os_pid,
+                "name": q.name,
+                "function": q.function,
+                "links": [self._pid(self.procs[i]) for i in sorted(q.links) if i in self.procs],
+                "monitors": [self._pid(self.procs[i]) for i in q.monitoring.values() if i in self.procs],
+                "monitored_by": [self._pid(self.procs[i]) for i in q.monitored_by.values() if i in self.procs],
+                "trap_exits": q.trapping,
+                "started_at": q.started_at,
+                "rss_bytes": _rss(q.os_pid),
+            },
+        )
 
     def op_exit(self, p: Proc, msg: list[Any]) -> None:
         if p.reported is None:
@@ -673,8 +721,8 @@ class Central:
     def _finalize(self, p: Proc, reason: list[Any]) -> None:
         p.finalized = True
         del self.procs[p.id]
-        if self.by_os_pid.get(p.os_pid) is p:  # type: ignore[arg-type]
-            del self.by_os_pid[p.os_pid]  # type: ignore[arg-type]
+        if p.os_pid is not None and self.by_os_pid.get(p.os_pid) is p:
+            del self.by_os_pid[p.os_pid]
         # Free the name before any DOWN goes out: whoever sees the DOWN and
         # asks whereis() finds it free (issue 3).
         if p.name is not None and self.names.get(p.name) == p.id:
@@ -700,8 +748,12 @@ class Central:
             handled = hook(p, reason) or handled
         if reason[0] in _UNWATCHED_KINDS and not p.monitored_by and not p.links and not self.stopping and not handled:
             # Nobody will hear of this end otherwise (STYLE.md, "logging").
-            log.warning("process <occ %s> (%s) ended and no process monitors or links to it: %s",
-                        p.os_pid, p.function, p.summary or _describe_wire(reason))
+            log.warning(
+                "process <occ %s> (%s) ended and no process monitors or links to it: %s",
+                p.os_pid,
+                p.function,
+                p.summary or _describe_wire(reason),
+            )
         for lid in sorted(p.links):
             q = self.procs.get(lid)
             if q is None:
@@ -827,20 +879,24 @@ class Central:
         for p in self.procs.values():
             if p.finalized or (p.hidden and not p.owner):
                 continue
-            rows.append({
-                "id": p.id,
-                "os_pid": p.os_pid,
-                "name": p.name,
-                "child_id": p.child_id,
-                "kind": "owner" if p.owner else "port" if p.argv is not None else "process",
-                "function": p.function if p.argv is None else None,
-                "argv": p.argv if p.argv is not None else (control.cmdline(p.os_pid) if p.owner and p.os_pid else None),
-                "state": "starting" if p.os_pid is None else control.proc_state(p.os_pid),
-                "restarts": p.restarts,
-                "uptime_s": round(now - p.started_mono, 3),
-                "rss_bytes": _rss(p.os_pid) if p.os_pid else None,
-                "exe_pid": control.first_child(p.os_pid) if p.argv is not None and p.os_pid else None,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "id": p.id,
+                    "os_pid": p.os_pid,
+                    "name": p.name,
+                    "child_id": p.child_id,
+                    "kind": "owner" if p.owner else "port" if p.argv is not None else "process",
+                    "function": p.function if p.argv is None else None,
+                    "argv": p.argv
+                    if p.argv is not None
+                    else (control.cmdline(p.os_pid) if p.owner and p.os_pid else None),
+                    "state": "starting" if p.os_pid is None else control.proc_state(p.os_pid),
+                    "restarts": p.restarts,
+                    "uptime_s": round(now - p.started_mono, 3),
+                    "rss_bytes": _rss(p.os_pid) if p.os_pid else None,
+                    "exe_pid": control.first_child(p.os_pid) if p.argv is not None and p.os_pid else None,
+                }
+            )
         return {
             "central": os.getpid(),
             "owner": owner.os_pid if owner is not None else None,
@@ -908,7 +964,7 @@ def _open_pidfd(p: Proc) -> None:
 
 def _signal(p: Proc, sig: int, group: bool) -> bool:
     """Send ``sig`` to ``p``'s process (and its process group); False when it is gone."""
-    if p.pidfd < 0:
+    if p.pidfd < 0 or p.os_pid is None:  # a pidfd is opened only once the os_pid is known
         return False
     if group:
         # The group's id is the leader's pid. Probing the leader through its
@@ -916,7 +972,7 @@ def _signal(p: Proc, sig: int, group: bool) -> bool:
         # and killpg reaches our group, not a group that reused the number.
         try:
             signal.pidfd_send_signal(p.pidfd, 0)
-            os.killpg(p.os_pid, sig)  # type: ignore[arg-type]
+            os.killpg(p.os_pid, sig)
         except OSError:
             pass
     try:
@@ -964,7 +1020,7 @@ def _describe_wire(reason: list[Any]) -> str:
         return f"killed by signal {_unpackb(detail)}"
     if kind == "exitcode":
         return f"exited with status {_unpackb(detail)}"
-    return kind  # type: ignore[no-any-return]
+    return kind
 
 
 def _describe_status(status: int) -> str:

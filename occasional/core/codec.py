@@ -103,9 +103,9 @@ def _dill() -> Any:
 def _dill_dumps(obj: Any, recurse: bool = True) -> bytes:
     global _pickler_class
     if _pickler_class is None:
-        dill = _dill()
+        import dill
 
-        class _Pickler(dill.Pickler):  # type: ignore[misc,name-defined]
+        class _Pickler(dill.Pickler):
             dispatch = dill.Pickler.dispatch.copy()
             dispatch[ModuleType] = _save_module
 
@@ -216,7 +216,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return frozenset(_unpack(data))
     if code == EXT_BIGINT:
         return int(data)
-    if code == EXT_EXCEPTION or code == EXT_DILL:
+    if code in (EXT_EXCEPTION, EXT_DILL):
         return _dill_loads(data)
     return _ExtType(code, data)
 
@@ -257,4 +257,4 @@ def dump_function(f: Any, args: tuple[Any, ...]) -> bytes:
 
 
 def load_function(blob: bytes) -> tuple[Any, tuple[Any, ...]]:
-    return _dill_loads(blob)  # type: ignore[no-any-return]
+    return _dill_loads(blob)

@@ -25,8 +25,9 @@ import socket
 import stat
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -94,9 +95,13 @@ def open_dir(path: str, *, create: bool) -> int | None:
         return None
     except OSError as e:  # ENOTDIR for a symlink, given O_NOFOLLOW with O_DIRECTORY
         if os.path.islink(path):
-            raise UnsafeDirectory(path, "is a symbolic link", "remove it; occasional makes the directory itself, 0700") from None
+            raise UnsafeDirectory(
+                path, "is a symbolic link", "remove it; occasional makes the directory itself, 0700"
+            ) from None
         if isinstance(e, NotADirectoryError):
-            raise UnsafeDirectory(path, "is not a directory", "remove it; occasional makes the directory itself, 0700") from None
+            raise UnsafeDirectory(
+                path, "is not a directory", "remove it; occasional makes the directory itself, 0700"
+            ) from None
         raise
     st = os.fstat(fd)
     me = os.geteuid()
@@ -142,7 +147,9 @@ def listen(central_pid: int) -> socket.socket | None:
         log.warning("%s. This runtime runs without a control socket: `occasional ps` will not list it", e)
         return None
     except OSError as e:
-        log.warning("cannot make the control socket directory %r (%s); this runtime runs without a control socket", path, e)
+        log.warning(
+            "cannot make the control socket directory %r (%s); this runtime runs without a control socket", path, e
+        )
         return None
     assert dir_fd is not None
     name = f"{central_pid}.sock"
@@ -168,7 +175,9 @@ def listen(central_pid: int) -> socket.socket | None:
 class Server:
     """Central's side: answers each connection of its own user with one frame, the table."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, lsock: socket.socket, table: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, lsock: socket.socket, table: Callable[[], dict[str, Any]]
+    ) -> None:
         self.loop = loop
         self.lsock = lsock
         self.table = table
@@ -187,7 +196,11 @@ class Server:
         if uid != self.uid:
             # Only root can reach into our 0700 directory; it still gets nothing
             # (API.md section 10: no socket accepts a peer of another user).
-            log.warning("refused a connection to the control socket from uid %d: a runtime answers only its own user (uid %d)", uid, self.uid)
+            log.warning(
+                "refused a connection to the control socket from uid %d: a runtime answers only its own user (uid %d)",
+                uid,
+                self.uid,
+            )
             conn.close()
             return
         conn.setblocking(False)
@@ -294,7 +307,7 @@ def _read_all(dir_fd: int, names: list[str], deadline: float, max_frame: int, sc
                 for key in list(sel.get_map().values()):
                     scan.skipped.append(f"{key.data.name}: no answer within {deadline:g} s")
                     sel.unregister(key.fileobj)
-                    key.fileobj.close()  # type: ignore[union-attr]
+                    key.data.sock.close()  # the registered fileobj: a _Reader's socket
                 return
             for key, _ in ready:
                 reader: _Reader = key.data
@@ -304,7 +317,7 @@ def _read_all(dir_fd: int, names: list[str], deadline: float, max_frame: int, sc
                     reader.sock.close()
     finally:
         for key in list(sel.get_map().values()):
-            key.fileobj.close()  # type: ignore[union-attr]
+            key.data.sock.close()
         sel.close()
 
 

@@ -20,9 +20,7 @@ class _DataError(Exception):
         return (type(self), tuple(getattr(self, f) for f in self._fields), self.__dict__)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and all(
-            getattr(self, f) == getattr(other, f) for f in self._fields
-        )
+        return type(other) is type(self) and all(getattr(self, f) == getattr(other, f) for f in self._fields)
 
     def __hash__(self) -> int:
         return hash((type(self).__name__,) + tuple(repr(getattr(self, f)) for f in self._fields))
@@ -88,6 +86,4 @@ class NameTaken(_DataError):
 
 
 def no_runtime(call: str) -> RuntimeError:
-    return RuntimeError(
-        f"{call} needs a running occasional runtime; start one with occ.run(main) or occ.start()"
-    )
+    return RuntimeError(f"{call} needs a running occasional runtime; start one with occ.run(main) or occ.start()")

@@ -16,14 +16,14 @@ import select
 import socket
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
 from ..sck.fdpass import recv_with_fds
 from ..sck.frame import HEADER, Decoder, FrameError
-from . import codec
-from . import protocol as P
+from . import codec, protocol as P
 from .errors import NameTaken, NoProcess, ProcessExit
 from .pid import Pid, Ref
 from .reasons import format_reason
@@ -63,7 +63,10 @@ def reason_from_wire(wire: list[Any]) -> tuple[str, Any]:
         # Central checks a reason's shape but cannot check the pickles in it
         # without running them: an exception class this process cannot
         # import must not break the watcher that receives the DOWN (issue 10).
-        return (kind, RuntimeError(f"the detail of a {kind!r} reason ({len(detail)} bytes) could not be decoded here: {e}"))
+        return (
+            kind,
+            RuntimeError(f"the detail of a {kind!r} reason ({len(detail)} bytes) could not be decoded here: {e}"),
+        )
 
 
 class Peer:
@@ -513,4 +516,3 @@ def raise_for_reason(pid: Pid, reason: tuple[str, Any]) -> None:
     if reason[0] == "error" and isinstance(reason[1], BaseException):
         raise err from reason[1]
     raise err
-

@@ -8,7 +8,8 @@ other value by ``==``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Predicate = Callable[[Any], bool]
 
@@ -35,7 +36,9 @@ def matches(template: Any, msg: Any) -> bool:
     if t is tuple or t is list:
         if type(msg) is not t or len(msg) != len(template):
             return False
-        for sub, item in zip(template, msg):
+        # A loop, not all() over a generator: this runs for every message that a selective
+        # receive looks at, and a generator costs a frame per call.
+        for sub, item in zip(template, msg, strict=True):  # noqa: SIM110
             if not matches(sub, item):
                 return False
         return True
@@ -54,5 +57,5 @@ def compile_match(match: Any) -> Predicate | None:
     if isinstance(match, type) or type(match) in (tuple, list):
         return lambda msg: matches(match, msg)
     if callable(match):
-        return match  # type: ignore[no-any-return]
+        return match
     return lambda msg: matches(match, msg)

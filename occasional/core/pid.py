@@ -9,7 +9,7 @@ happened to get the same Linux pid are still different Pids.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 
 class Pid:
@@ -25,12 +25,11 @@ class Pid:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Pid:
         raise TypeError(
-            f"occasional.{cls.__name__} has no public constructor; "
-            "get pids from spawn(), slf() or whereis()"
+            f"occasional.{cls.__name__} has no public constructor; get pids from spawn(), slf() or whereis()"
         )
 
     @classmethod
-    def _make(cls, id: int, os_pid: int) -> Pid:
+    def _make(cls, id: int, os_pid: int) -> Self:
         self = _new(cls)
         _set_id(self, id)
         _set_os_pid(self, os_pid)

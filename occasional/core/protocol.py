@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import reprlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
@@ -154,8 +155,14 @@ def _events(v: Any) -> bool:
     if type(v) is not list:
         return False
     for ev in v:
-        if not (type(ev) is list and len(ev) == 4 and _journal_int(ev[0]) and type(ev[1]) is str
-                and type(ev[2]) is str and type(ev[3]) is bytes):  # fmt: skip
+        if not (
+            type(ev) is list
+            and len(ev) == 4
+            and _journal_int(ev[0])
+            and type(ev[1]) is str
+            and type(ev[2]) is str
+            and type(ev[3]) is bytes
+        ):
             return False
     return True
 
@@ -198,8 +205,13 @@ def wire_reason(v: Any, depth: int = 0) -> bool:
         return False
     kind, detail = v
     if kind == "linked":
-        return (type(detail) is list and len(detail) == 3 and type(detail[0]) is int and type(detail[1]) is int
-                and wire_reason(detail[2], depth + 1))  # fmt: skip
+        return (
+            type(detail) is list
+            and len(detail) == 3
+            and type(detail[0]) is int
+            and type(detail[1]) is int
+            and wire_reason(detail[2], depth + 1)
+        )
     return decodable(detail)
 
 
@@ -291,7 +303,7 @@ def check(msg: list[Any]) -> str | None:
     if len(msg) != len(fields) + 1:
         names = ", ".join(f.name for f in fields)
         return f"a {name} request has {len(msg) - 1} fields after the op code, not {len(fields)} ({names})"
-    for field, value in zip(fields, msg[1:]):
+    for field, value in zip(fields, msg[1:], strict=True):
         if not field.ok(value):
             return f"a {name} request has {field.name}={short_repr(value)}, which is not {field.rule}"
     return None

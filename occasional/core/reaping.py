@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def reap_ended() -> Iterator[tuple[int, int]]:

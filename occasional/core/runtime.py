@@ -10,13 +10,13 @@ import socket
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import msgpack
 
 from ..sck.frame import Decoder
-from . import context
-from . import protocol as P
+from . import context, protocol as P
 from .errors import ProcessExit
 from .mailbox import Context, raise_for_reason
 from .pid import Pid
@@ -68,9 +68,10 @@ def check_options(call: str, options: dict[str, Any]) -> None:
         check(call, options)
 
 
-def _start(hidden: bool, options: dict[str, Any]) -> Pid:
+def _start(hidden: bool, options: dict[str, Any]) -> _Runtime:
     global _runtime
-    if context.peek() is not None and not context.peek().closed:  # type: ignore[union-attr]
+    running = context.peek()
+    if running is not None and not running.closed:
         raise RuntimeError(
             "this interpreter is already a process of a running occasional runtime; "
             "use spawn() to start more processes, or occ.stop() first"
@@ -94,7 +95,7 @@ def _start(hidden: bool, options: dict[str, Any]) -> Pid:
     ctx = Context(ours, Pid._make(ready[1], ready[2]))
     context.set_current(ctx)
     _runtime = _Runtime(central, ctx, options)
-    return ctx.pid
+    return _runtime
 
 
 # Central is started as `python -P -c _BOOT PACKAGE_DIR ...`, never `-m`: `-m`
@@ -118,8 +119,17 @@ _BOOT = (
 
 
 def _central_argv(fd: int, hidden: bool, options: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-P", "-c", _BOOT, _PACKAGE_ROOT, str(fd), str(os.getpid()), "1" if hidden else "0",
-            _hooks_argument(options)]  # fmt: skip
+    return [
+        sys.executable,
+        "-P",
+        "-c",
+        _BOOT,
+        _PACKAGE_ROOT,
+        str(fd),
+        str(os.getpid()),
+        "1" if hidden else "0",
+        _hooks_argument(options),
+    ]
 
 
 def _popen_central(argv: list[str], theirs: socket.socket) -> subprocess.Popen[bytes]:
@@ -200,7 +210,7 @@ def _wait_until_ready(ours: socket.socket, central: subprocess.Popen[bytes]) -> 
         for frame in dec.feed(data):
             msg = msgpack.unpackb(frame, raw=False)
             if msg[0] == P.READY:
-                return msg  # type: ignore[no-any-return]
+                return msg
             if msg[0] == P.START_FAILED:
                 # Central kills what it started, then exits (boot._fail_start).
                 try:
@@ -216,9 +226,18 @@ def _wait_until_ready(ours: socket.socket, central: subprocess.Popen[bytes]) -> 
 # arrives as a RuntimeError that names it.
 _START_ERRORS: dict[str, type[Exception]] = {
     e.__name__: e
-    for e in (ValueError, TypeError, RuntimeError, OSError, FileNotFoundError, PermissionError, FileExistsError,
-              IsADirectoryError, BlockingIOError)
-}  # fmt: skip
+    for e in (
+        ValueError,
+        TypeError,
+        RuntimeError,
+        OSError,
+        FileNotFoundError,
+        PermissionError,
+        FileExistsError,
+        IsADirectoryError,
+        BlockingIOError,
+    )
+}
 
 
 def _start_error(kind: str, message: str) -> Exception:
@@ -234,13 +253,18 @@ def _hooks_argument(options: dict[str, Any]) -> str:
     # Every hook also learns the starting program's sys.path: code central
     # starts on its own (a durable process resumed from a journal) is the
     # code of the program running now, not of the one that first spawned it.
-    return json.dumps({
-        entry: {
-            **{o: (os.fspath(options[o]) if isinstance(options.get(o), os.PathLike) else options.get(o)) for o in opts},
-            "sys_path": [p or os.getcwd() for p in sys.path],
+    return json.dumps(
+        {
+            entry: {
+                **{
+                    o: (os.fspath(options[o]) if isinstance(options.get(o), os.PathLike) else options.get(o))
+                    for o in opts
+                },
+                "sys_path": [p or os.getcwd() for p in sys.path],
+            }
+            for entry, (opts, _check) in CENTRAL_HOOKS.items()
         }
-        for entry, (opts, _check) in CENTRAL_HOOKS.items()
-    })  # fmt: skip
+    )
 
 
 def start(**options: Any) -> Pid:
@@ -250,7 +274,7 @@ def start(**options: Any) -> Pid:
     kills and reaps every process of the runtime.
     """
     check_options("start()", options)
-    pid = _start(False, options)
+    pid = _start(False, options).ctx.pid
     atexit.register(stop)
     return pid
 
@@ -282,7 +306,7 @@ def stop() -> None:
 def runtime(**options: Any) -> Iterator[Pid]:
     """``with occ.runtime(): ...``: start() on entry, stop() on exit."""
     check_options("runtime()", options)
-    pid = _start(False, options)
+    pid = _start(False, options).ctx.pid
     try:
         yield pid
     finally:
@@ -297,12 +321,13 @@ def run(main: Callable[..., Any], *args: Any, **options: Any) -> Any:
     exception as ``__cause__`` and its traceback text in the message.
     """
     if not callable(main):
-        raise TypeError(f"run({main!r}): {type(main).__name__} is not callable; pass the function to run as the main process")
+        raise TypeError(
+            f"run({main!r}): {type(main).__name__} is not callable; pass the function to run as the main process"
+        )
     check_options("run()", options)
     from .api import spawn_monitor
 
-    _start(True, options)
-    central = _runtime.central  # type: ignore[union-attr]
+    central = _start(True, options).central
     try:
         ctx = context.current("run()")
         pid, ref = spawn_monitor(main, *args)
@@ -312,8 +337,10 @@ def run(main: Callable[..., Any], *args: Any, **options: Any) -> Any:
         if not ctx.closed:
             raise
         stop()
-        raise RuntimeError(f"the runtime's central services ended ({_describe_exit(central.returncode)}); "
-                           "every process of the runtime was killed with it") from e
+        raise RuntimeError(
+            f"the runtime's central services ended ({_describe_exit(central.returncode)}); "
+            "every process of the runtime was killed with it"
+        ) from e
     finally:
         stop()
     raise_for_reason(pid, reason)

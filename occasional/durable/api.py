@@ -8,13 +8,13 @@ import random as _random
 import sys
 import time
 import uuid as _uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 import msgpack
 
-from ..core import codec, context
-from ..core import protocol as P
+from ..core import codec, context, protocol as P
 from ..core.api import _describe, _short_name
 from ..core.errors import NoProcess
 from ..core.mailbox import reason_from_wire
@@ -123,13 +123,18 @@ def spawn(id: str, f: Callable[..., Any], *args: Any) -> DurablePid:
     ctx = context.current("durable.spawn()")
     _check_id(f"durable.spawn({id!r}, ...)", id)
     if not callable(f):
-        raise TypeError(f"durable.spawn({id!r}, {f!r}): {f!r} is not callable; pass a function, lambda, partial or bound method")
+        raise TypeError(
+            f"durable.spawn({id!r}, {f!r}): {f!r} is not callable; pass a function, lambda, partial or bound method"
+        )
     try:
         blob = codec.dump_function(replay.run, (id, f, args))
     except Exception as e:
-        raise TypeError(f"durable.spawn({id!r}, ...): cannot serialize {f!r} or its arguments {args!r}: {e}; "
-                        "nothing was started") from e
-    pid_id, os_pid = ctx.call(P.D_SPAWN, id, blob, _describe(f), _packb(sys.path), f"occasional: {id} ({_short_name(f)})")
+        raise TypeError(
+            f"durable.spawn({id!r}, ...): cannot serialize {f!r} or its arguments {args!r}: {e}; nothing was started"
+        ) from e
+    pid_id, os_pid = ctx.call(
+        P.D_SPAWN, id, blob, _describe(f), _packb(sys.path), f"occasional: {id} ({_short_name(f)})"
+    )
     return DurablePid._make_durable(id, pid_id, os_pid)
 
 
@@ -251,7 +256,7 @@ def _decorate(f: Callable[..., Any]) -> Callable[..., Any]:
     def as_step(*args: Any, retry: Retry | None = None) -> Any:
         return _step(f, args, retry)
 
-    as_step.__wrapped__ = f  # type: ignore[attr-defined]
+    as_step.__wrapped__ = f
     return as_step
 
 
@@ -355,12 +360,12 @@ def _value(call: str, kind: str, make: Callable[[], Any]) -> Any:
 
 def now() -> float:
     """``time.time()``, journaled: a replay gets the recorded value."""
-    return _value("durable.now()", "now", time.time)  # type: ignore[no-any-return]
+    return _value("durable.now()", "now", time.time)
 
 
 def random() -> float:
     """``random.random()``, journaled: a replay gets the recorded value."""
-    return _value("durable.random()", "random", _random.random)  # type: ignore[no-any-return]
+    return _value("durable.random()", "random", _random.random)
 
 
 def uuid4() -> _uuid.UUID:

@@ -13,7 +13,8 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 
@@ -41,10 +42,11 @@ def add_journal_command(commands: Any) -> None:
     show_p.set_defaults(handler=_show)
     for p in (ls_p, show_p):
         p.add_argument(
-            "--trust", action="store_true",
+            "--trust",
+            action="store_true",
             help="decode values stored as dill pickles too; unpickling runs code from the journal, so only "
             "for a journal you trust (without it they show as <dill, N bytes>)",
-        )  # fmt: skip
+        )
     replay_p = sub.add_parser(
         "replay",
         help="replay a durable process's journal against the current code, with no side effects",
@@ -176,8 +178,11 @@ def _show(args: argparse.Namespace) -> int:
     with _open(args.path, "show") as reader:
         row = reader.process(args.id)
         if row is None:
-            print(f"occasional journal show: the journal {args.path!r} has no durable process {args.id!r}; "
-                  "`occasional journal ls PATH` lists them", file=sys.stderr)
+            print(
+                f"occasional journal show: the journal {args.path!r} has no durable process {args.id!r}; "
+                "`occasional journal ls PATH` lists them",
+                file=sys.stderr,
+            )
             return 1
         mailbox = {seq: body for seq, _sender, _send_seq, body in reader.mailbox(args.id)}
         print(f"{row.id}: {row.function}, {row.status}" + (f", {_reason(row.reason, load)}" if row.reason else ""))
@@ -213,7 +218,10 @@ def _check(path: str, id: str) -> tuple[str, str]:
         value = replay.run(id, f, fargs, check_path=path)
         return ("ok", f"the code takes the recorded path through all {events} events and returns {_short(value)}")
     except JournalEnd:
-        return ("ok", f"the code takes the recorded path through all {events} events; a live run would go on from there")
+        return (
+            "ok",
+            f"the code takes the recorded path through all {events} events; a live run would go on from there",
+        )
     except NonDeterminism as e:
         return ("nondeterminism", f"NonDeterminism: {e}")
     except BaseException as e:
@@ -230,8 +238,9 @@ def _replay(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: the journal's modules in the current directory
     status, text = occ.run(_check, path, args.id)
     if status == "unknown":
-        print(f"occasional journal replay: the journal {args.path!r} has no durable process {args.id!r}",
-              file=sys.stderr)
+        print(
+            f"occasional journal replay: the journal {args.path!r} has no durable process {args.id!r}", file=sys.stderr
+        )
         return 1
     print(f"{args.id}: {text}")
     return 0 if status == "ok" else 1

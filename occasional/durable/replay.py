@@ -27,13 +27,13 @@ import socket
 import sys
 import time
 import uuid as _uuid
+from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import msgpack
 
-from ..core import codec, context
-from ..core import protocol as P
+from ..core import codec, context, protocol as P
 from ..core.mailbox import Context
 from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
@@ -227,8 +227,10 @@ class DurableContext(Context):
             raise TimeoutError("receive() timed out: no matching message arrived in time")
         entry = self.inbox.pop(seq, None)
         if entry is None:
-            raise RuntimeError(f"the journal of durable process {self.did!r} is damaged: "
-                               f"event {ev[0]} took mailbox entry {seq}, which is not in the journal")
+            raise RuntimeError(
+                f"the journal of durable process {self.did!r} is damaged: "
+                f"event {ev[0]} took mailbox entry {seq}, which is not in the journal"
+            )
         msg = entry[1] if entry[1] is not _UNSET else codec.loads(entry[0])
         if pred is not None and not pred(msg):
             raise NonDeterminism(self.did, ev[0], ("receive", repr(msg)), ("receive", "a match that rejects it"))

@@ -90,7 +90,7 @@ def sqlite_path(journal: str | os.PathLike[str]) -> str:
     """The file a journal option names (a path, or a ``sqlite:///path`` URL)."""
     text = os.fspath(journal)
     if text.startswith("sqlite:///"):
-        text = text[len("sqlite://"):]
+        text = text[len("sqlite://") :]
     elif "://" in text:
         raise ValueError(f"journal={text!r}: only SQLite files are stores yet; pass a file path")
     return os.path.abspath(text)
@@ -181,9 +181,22 @@ class Store:
             if batch.processes:
                 db.executemany(
                     "INSERT OR REPLACE INTO processes VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    [(r.id, r.function, r.blob, r.sys_path, r.title, r.status, r.reason, r.wake_at, r.created,
-                      r.finished) for r in batch.processes],
-                )  # fmt: skip
+                    [
+                        (
+                            r.id,
+                            r.function,
+                            r.blob,
+                            r.sys_path,
+                            r.title,
+                            r.status,
+                            r.reason,
+                            r.wake_at,
+                            r.created,
+                            r.finished,
+                        )
+                        for r in batch.processes
+                    ],
+                )
             if batch.mailbox:
                 db.executemany("INSERT INTO mailbox VALUES (?,?,?,?,?)", batch.mailbox)
             if batch.events:
@@ -295,7 +308,7 @@ def _check(db: sqlite3.Connection, path: str, writing: bool) -> bool:
             f"{not_a_journal}: it is a SQLite database of another application "
             f"(application_id {app_id:#x}, a journal's is {APPLICATION_ID:#x}); {fix}"
         )
-    if _TABLES <= tables:
+    if tables >= _TABLES:
         return True
     if tables:
         raise ValueError(

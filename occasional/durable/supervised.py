@@ -42,13 +42,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ..core import codec, context
-from ..core import protocol as P
+from ..core import codec, context, protocol as P
 from ..core.mailbox import reason_from_wire
 
 if TYPE_CHECKING:
     from ..core.central import Proc
-    from .api import DurablePid
     from .writer import State, Writer
 
 _unpackb = msgpack.unpackb
@@ -75,7 +73,9 @@ def start(f: Any, args: tuple[Any, ...]) -> tuple[str, Any]:
 
     while isinstance(f, functools.partial):
         if f.keywords:
-            raise TypeError(f"{f!r}: durable.spawn takes no keyword arguments; pass id, f and its arguments positionally")
+            raise TypeError(
+                f"{f!r}: durable.spawn takes no keyword arguments; pass id, f and its arguments positionally"
+            )
         args = f.args + args
         f = f.func
     if not args:

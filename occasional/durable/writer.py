@@ -20,7 +20,8 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -37,16 +38,33 @@ _unpackb = msgpack.unpackb
 CRASH_LIMIT = 5
 LAZY_S = 0.02
 _MAX_TIMER_S = 86400.0
-_NO_JOURNAL = ("durable processes need a journal; start the runtime with "
-               "occ.run(main, journal=PATH) (or occ.start(journal=PATH))")
+_NO_JOURNAL = (
+    "durable processes need a journal; start the runtime with occ.run(main, journal=PATH) (or occ.start(journal=PATH))"
+)
 
 
 class State:
     """One durable process, as central knows it."""
 
-    __slots__ = ("row", "proc", "hello", "hello_seq", "mailbox_seq", "event_seq", "last_send", "crash_pos",
-                 "crashes", "idle_pos", "waiters", "done", "committed_done", "spawn_waiters", "timer",
-                 "fwd_seq", "held")  # fmt: skip
+    __slots__ = (
+        "row",
+        "proc",
+        "hello",
+        "hello_seq",
+        "mailbox_seq",
+        "event_seq",
+        "last_send",
+        "crash_pos",
+        "crashes",
+        "idle_pos",
+        "waiters",
+        "done",
+        "committed_done",
+        "spawn_waiters",
+        "timer",
+        "fwd_seq",
+        "held",
+    )
 
     def __init__(self, row: ProcessRow) -> None:
         self.row = row
@@ -142,7 +160,7 @@ class Writer:
         # central's cost before, bench/results/2026-11-22-durable-send-profile.txt).
         out: dict[Conn, list[list[Any]]] = {}
         acks, self.acks = self.acks, []
-        for p, req in acks:
+        for p, _req in acks:
             if p.conn is not None:
                 out.setdefault(p.conn, [])
         forwards, self.forwards = self.forwards, []
@@ -226,10 +244,11 @@ class Writer:
             self._wait_for_reader(st, conn)
 
     def _append(self, dest: State, body: bytes, sender: str | None, send_seq: int | None) -> None:
-        if sender is not None:
-            if dest.last_send.get(sender, 0) >= send_seq:  # type: ignore[operator]
+        # Both are set, or neither: op_send passes them for a durable sender only.
+        if sender is not None and send_seq is not None:
+            if dest.last_send.get(sender, 0) >= send_seq:
                 return  # a send repeated by a restarted sender (issue 6)
-            dest.last_send[sender] = send_seq  # type: ignore[assignment]
+            dest.last_send[sender] = send_seq
         dest.mailbox_seq += 1
         self.batch.mailbox.append((dest.row.id, dest.mailbox_seq, sender, send_seq, body))
         self.forwards.append((dest, dest.mailbox_seq, body))
@@ -249,15 +268,15 @@ class Writer:
         from .store import ProcessRow
 
         _, req, id, blob, function, sys_path, title = msg
-        st = self.states.get(id)
-        if st is not None:
-            self.on_commit(lambda: self._answer_spawn(p, req, st))  # type: ignore[arg-type]
+        known = self.states.get(id)
+        if known is not None:
+            self.on_commit(lambda: self._answer_spawn(p, req, known))
             return
         row = ProcessRow(id, function, blob, sys_path, title, "running", None, None, time.time(), None)
         st = self.states[id] = State(row)
         self.batch.processes.append(row)
         self.on_commit(lambda: self._start(st))
-        self.on_commit(lambda: self._answer_spawn(p, req, st))  # type: ignore[arg-type]
+        self.on_commit(lambda: self._answer_spawn(p, req, st))
 
     def _answer_spawn(self, p: Proc, req: int, st: State) -> None:
         proc = st.proc
@@ -410,8 +429,13 @@ class Writer:
             from ..core import codec
 
             detail = {"position": pos, "crashes": st.crashes, "last": _describe(reason)}
-            log.error("durable process %r crashed %d times at journal position %d (last: %s); not restarting it",
-                      st.row.id, st.crashes, pos, detail["last"])
+            log.error(
+                "durable process %r crashed %d times at journal position %d (last: %s); not restarting it",
+                st.row.id,
+                st.crashes,
+                pos,
+                detail["last"],
+            )
             self._finish(st, ["crashloop", codec.dumps(detail)])
             return True
         log.info("durable process %r ended without finishing (%s); restarting it", st.row.id, _describe(reason))
@@ -481,8 +505,18 @@ def _no_journal(central: Central) -> None:
         if len(msg) > 1 and type(msg[1]) is int and msg[1] and p.conn is not None:
             p.conn.send([P.REPLY, msg[1], False, ["RuntimeError", _NO_JOURNAL]])
 
-    for op in (P.D_SPAWN, P.D_SEND, P.D_EVENTS, P.D_HELLO, P.D_RESULT, P.D_FINISH, P.D_SLEEP, P.D_WHEREIS,
-               P.D_FOLLOW, P.D_STOP):
+    for op in (
+        P.D_SPAWN,
+        P.D_SEND,
+        P.D_EVENTS,
+        P.D_HELLO,
+        P.D_RESULT,
+        P.D_FINISH,
+        P.D_SLEEP,
+        P.D_WHEREIS,
+        P.D_FOLLOW,
+        P.D_STOP,
+    ):
         central.ops[op] = refuse
     central.ops[P.D_CANCEL] = central.ops[P.D_IDLE] = lambda p, msg: None
 

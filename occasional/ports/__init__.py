@@ -69,15 +69,25 @@ def _find_executable(name: str, cwd: str | None, env: dict[str, str] | None) -> 
     if os.sep in name:
         path = name if os.path.isabs(name) or cwd is None else os.path.join(cwd, name)
         if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, f"open_port: the executable {name!r} does not exist; check the path", name)
+            raise FileNotFoundError(
+                errno.ENOENT, f"open_port: the executable {name!r} does not exist; check the path", name
+            )
     else:
         search = (env if env is not None else os.environ).get("PATH", os.defpath)
         found = shutil.which(name, path=search)
         if found is None:
             exists = shutil.which(name, mode=os.F_OK, path=search)
             if exists is not None:
-                raise PermissionError(errno.EACCES, f"open_port: {exists!r} (found for {name!r} on PATH) is not executable; chmod +x it", exists)
-            raise FileNotFoundError(errno.ENOENT, f"open_port: no executable {name!r} on PATH ({search}); give its full path or fix PATH", name)
+                raise PermissionError(
+                    errno.EACCES,
+                    f"open_port: {exists!r} (found for {name!r} on PATH) is not executable; chmod +x it",
+                    exists,
+                )
+            raise FileNotFoundError(
+                errno.ENOENT,
+                f"open_port: no executable {name!r} on PATH ({search}); give its full path or fix PATH",
+                name,
+            )
         path = found
     st = os.stat(path)
     if stat.S_ISDIR(st.st_mode):
@@ -89,12 +99,14 @@ def _find_executable(name: str, cwd: str | None, env: dict[str, str] | None) -> 
 
 def _check_output(option: str, value: Any, allowed: tuple[str, ...]) -> str | LogFile:
     if isinstance(value, LogFile) or value in allowed:
-        return value  # type: ignore[no-any-return]
+        return value
     choices = ", ".join(repr(a) for a in allowed)
     raise ValueError(f"open_port: {option}={value!r} is not an option; use {choices} or occasional.ports.LogFile(path)")
 
 
-def _check_spec(argv: Any, framing: Any, cwd: Any, env: Any, stdout: Any, stderr: Any, max_frame: Any) -> driver.PortSpec:
+def _check_spec(
+    argv: Any, framing: Any, cwd: Any, env: Any, stdout: Any, stderr: Any, max_frame: Any
+) -> driver.PortSpec:
     args = _check_argv(argv)
     if framing not in FRAMINGS:
         raise ValueError(f"open_port: framing={framing!r} is not a framing; use 'line', 'packet' or 'raw'")
@@ -105,10 +117,14 @@ def _check_spec(argv: Any, framing: Any, cwd: Any, env: Any, stdout: Any, stderr
             raise TypeError(f"open_port: cwd={cwd!r} is not a path; pass a directory as a string")
         cwd = os.path.abspath(cwd)
         if not os.path.isdir(cwd):
-            raise FileNotFoundError(errno.ENOENT, f"open_port: cwd={cwd!r} is not a directory; create it or fix the path", cwd)
+            raise FileNotFoundError(
+                errno.ENOENT, f"open_port: cwd={cwd!r} is not a directory; create it or fix the path", cwd
+            )
     if env is not None:
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-            raise TypeError(f"open_port: env={env!r} is not a dict of str to str; pass the whole environment, e.g. {{**os.environ, 'X': '1'}}")
+            raise TypeError(
+                f"open_port: env={env!r} is not a dict of str to str; pass the whole environment, e.g. {{**os.environ, 'X': '1'}}"
+            )
         env = dict(env)
     out = _check_output("stdout", stdout, STDOUTS)
     err = _check_output("stderr", stderr, STDERRS)
@@ -179,7 +195,7 @@ def open_port(
     api.demonitor(ref, flush=True)
     if msg[2] is not None:
         raise msg[2]
-    return Port._make(pid.id, pid.os_pid)  # type: ignore[return-value]
+    return Port._make(pid.id, pid.os_pid)
 
 
 def close(port: Any) -> None:

@@ -168,21 +168,29 @@ def load(path: str) -> Plan:
     c.unknown_keys((), doc, TOP_KEYS)
     intensity = doc.get("intensity", 5)
     if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
-        raise c.fail(("intensity",), f"{intensity!r} is not a number of restarts; use an integer >= 0, e.g. intensity = 5")
+        raise c.fail(
+            ("intensity",), f"{intensity!r} is not a number of restarts; use an integer >= 0, e.g. intensity = 5"
+        )
     period = doc.get("period", 10.0)
     if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < math.inf:
         raise c.fail(("period",), f"{period!r} is not a period; use seconds > 0, e.g. period = 10")
     backoff = _backoff(c, ("backoff",), doc.get("backoff"))
     services = doc.get("services")
     if not isinstance(services, dict) or not services:
-        raise c.fail(("services",), "no services are declared; add a table like [services.web] with argv = [...] or function = \"module:function\"")
+        raise c.fail(
+            ("services",),
+            'no services are declared; add a table like [services.web] with argv = [...] or function = "module:function"',
+        )
     checked = {name: _service(c, name, table, backoff) for name, table in services.items()}
     for svc in checked.values():
-        for i, other in enumerate(svc.after):
+        for other in svc.after:
             if other not in checked:
                 close = difflib.get_close_matches(other, list(checked), n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
-                raise c.fail(("services", svc.name, "after"), f"{other!r} is not a service of this file; {hint}name one of {', '.join(checked)}")
+                raise c.fail(
+                    ("services", svc.name, "after"),
+                    f"{other!r} is not a service of this file; {hint}name one of {', '.join(checked)}",
+                )
             if other == svc.name:
                 raise c.fail(("services", svc.name, "after"), f"a service cannot start after itself; remove {other!r}")
     _check_logs_apart(c, list(checked.values()))
@@ -194,11 +202,15 @@ def _syntax_error(path: str, text: str, message: str) -> ConfigError:
     m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
     if m:
         line, col = int(m.group(1)), int(m.group(2))
-        return ConfigError(path, f"not valid TOML: {message[:m.start()]} at column {col}; fix the syntax on line {line}", line=line)
+        return ConfigError(
+            path, f"not valid TOML: {message[: m.start()]} at column {col}; fix the syntax on line {line}", line=line
+        )
     m = re.search(r"\s*\(at end of document\)$", message)
     if m:
         line = text.count("\n") + (0 if text.endswith("\n") else 1)
-        return ConfigError(path, f"not valid TOML: {message[:m.start()]} at the end of the file; close what is left open", line=line)
+        return ConfigError(
+            path, f"not valid TOML: {message[: m.start()]} at the end of the file; close what is left open", line=line
+        )
     return ConfigError(path, f"not valid TOML: {message}; fix the syntax")
 
 
@@ -219,7 +231,11 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
             continue
         m = assignment.match(line)
         if m:
-            key = tuple(part.strip('"') for part in m.group(1).split(".")) if not m.group(1).startswith('"') else (m.group(1).strip('"'),)
+            key = (
+                tuple(part.strip('"') for part in m.group(1).split("."))
+                if not m.group(1).startswith('"')
+                else (m.group(1).strip('"'),)
+            )
             found.setdefault((*table, *key), n)
     return found
 
@@ -228,39 +244,56 @@ def _backoff(c: _Checker, keys: tuple[str, ...], value: Any) -> tuple[float, flo
     if value is None:
         return None
     if not (
-        isinstance(value, list) and len(value) == 2
+        isinstance(value, list)
+        and len(value) == 2
         and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
         and 0 < value[0] <= value[1] < math.inf
-    ):  # fmt: skip
-        raise c.fail(keys, f"{value!r} is not a backoff; use [first_s, max_s] with 0 < first_s <= max_s, e.g. backoff = [0.5, 10]")
+    ):
+        raise c.fail(
+            keys,
+            f"{value!r} is not a backoff; use [first_s, max_s] with 0 < first_s <= max_s, e.g. backoff = [0.5, 10]",
+        )
     return float(value[0]), float(value[1])
 
 
 def _service(c: _Checker, name: str, table: Any, default_backoff: tuple[float, float] | None) -> Service:
     keys = ("services", name)
     if not _NAME.match(name):
-        raise c.fail(keys, f"{name!r} is not a service name; use letters, digits, '_', '.' and '-', starting with a letter or digit")
+        raise c.fail(
+            keys,
+            f"{name!r} is not a service name; use letters, digits, '_', '.' and '-', starting with a letter or digit",
+        )
     if not isinstance(table, dict):
-        raise c.fail(keys, f"services.{name} = {table!r} is not a table; write it as [services.{name}] with argv = [...] or function = \"module:function\"")
+        raise c.fail(
+            keys,
+            f'services.{name} = {table!r} is not a table; write it as [services.{name}] with argv = [...] or function = "module:function"',
+        )
     c.unknown_keys(keys, table, SERVICE_KEYS)
     if ("argv" in table) == ("function" in table):
-        raise c.fail(keys, "give exactly one of argv = [...] (an executable) or function = \"module:function\" (a Python function)")
+        raise c.fail(
+            keys, 'give exactly one of argv = [...] (an executable) or function = "module:function" (a Python function)'
+        )
 
     cwd = table.get("cwd", ".")
     if not isinstance(cwd, str) or not cwd:
         raise c.fail((*keys, "cwd"), f"{cwd!r} is not a directory; give a path, relative to the file's directory")
     cwd = os.path.normpath(os.path.join(c.directory, cwd))
     if not os.path.isdir(cwd):
-        raise c.fail((*keys, "cwd"), f"{cwd!r} is not a directory; create it or fix the path (relative to {c.directory!r})")
+        raise c.fail(
+            (*keys, "cwd"), f"{cwd!r} is not a directory; create it or fix the path (relative to {c.directory!r})"
+        )
 
     env = table.get("env", {})
     if not isinstance(env, dict):
-        raise c.fail((*keys, "env"), f"{env!r} is not a table; write env = {{ NAME = \"value\" }}")
+        raise c.fail((*keys, "env"), f'{env!r} is not a table; write env = {{ NAME = "value" }}')
     checked_env: dict[str, str] = {}
     for var, value in env.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             shown = str(value).lower() if isinstance(value, bool) else value
-            raise c.fail((*keys, "env", var), f"{value!r} is not an environment value; write it as a string, e.g. {var} = \"{shown}\"")
+            raise c.fail(
+                (*keys, "env", var),
+                f'{value!r} is not an environment value; write it as a string, e.g. {var} = "{shown}"',
+            )
         if "=" in var or "\0" in var or not var:
             raise c.fail((*keys, "env", var), f"{var!r} is not an environment variable name; use a name without '=' ")
         checked_env[var] = str(value)
@@ -271,7 +304,10 @@ def _service(c: _Checker, name: str, table: Any, default_backoff: tuple[float, f
     if "argv" in table:
         raw = table["argv"]
         if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw) or not raw[0]:
-            raise c.fail((*keys, "argv"), f"{raw!r} is not a command; write a list of strings, the executable first, e.g. argv = [\"python3\", \"-m\", \"http.server\"]")
+            raise c.fail(
+                (*keys, "argv"),
+                f'{raw!r} is not a command; write a list of strings, the executable first, e.g. argv = ["python3", "-m", "http.server"]',
+            )
         if "args" in table:
             raise c.fail((*keys, "args"), "args goes with function; put an executable's arguments in argv")
         argv = (_executable(c, (*keys, "argv"), raw[0], cwd, checked_env), *raw[1:])
@@ -280,28 +316,44 @@ def _service(c: _Checker, name: str, table: Any, default_backoff: tuple[float, f
         _check_function(c, (*keys, "function"), function)
         raw_args = table.get("args", [])
         if not isinstance(raw_args, list):
-            raise c.fail((*keys, "args"), f"{raw_args!r} is not a list; write args = [1, \"two\"]")
+            raise c.fail((*keys, "args"), f'{raw_args!r} is not a list; write args = [1, "two"]')
         args = tuple(raw_args)
 
     restart = table.get("restart", "permanent")
     if restart not in RESTARTS:
-        raise c.fail((*keys, "restart"), f"{restart!r} is not a restart type; use \"permanent\", \"transient\" or \"temporary\"")
+        raise c.fail(
+            (*keys, "restart"), f'{restart!r} is not a restart type; use "permanent", "transient" or "temporary"'
+        )
     shutdown = table.get("shutdown", 5.0)
-    if shutdown != "brutal_kill" and (isinstance(shutdown, bool) or not isinstance(shutdown, (int, float)) or not 0 <= shutdown < math.inf):
-        raise c.fail((*keys, "shutdown"), f"{shutdown!r} is not a shutdown; use seconds >= 0 (e.g. shutdown = 5) or \"brutal_kill\"")
+    if shutdown != "brutal_kill" and (
+        isinstance(shutdown, bool) or not isinstance(shutdown, (int, float)) or not 0 <= shutdown < math.inf
+    ):
+        raise c.fail(
+            (*keys, "shutdown"),
+            f'{shutdown!r} is not a shutdown; use seconds >= 0 (e.g. shutdown = 5) or "brutal_kill"',
+        )
     after = table.get("after", [])
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-        raise c.fail((*keys, "after"), f"{after!r} is not a list of service names; write after = [\"db\"]")
+        raise c.fail((*keys, "after"), f'{after!r} is not a list of service names; write after = ["db"]')
     stdout = _output(c, (*keys, "stdout"), table.get("stdout", "inherit"), ("inherit",))
     stderr = _output(c, (*keys, "stderr"), table.get("stderr", "inherit"), ("inherit", "stdout"))
     if isinstance(stdout, LogFile) and stderr == stdout:
         stderr = "stdout"  # one file, one writer: merged as stderr = "stdout" would
     backoff = _backoff(c, (*keys, "backoff"), table["backoff"]) if "backoff" in table else default_backoff
     return Service(
-        name, argv, function, args, restart, backoff,
+        name,
+        argv,
+        function,
+        args,
+        restart,
+        backoff,
         shutdown if isinstance(shutdown, str) else float(shutdown),
-        checked_env, cwd, tuple(dict.fromkeys(after)), stdout, stderr,
-    )  # fmt: skip
+        checked_env,
+        cwd,
+        tuple(dict.fromkeys(after)),
+        stdout,
+        stderr,
+    )
 
 
 def _executable(c: _Checker, keys: tuple[str, ...], exe: str, cwd: str, env: dict[str, str]) -> str:
@@ -310,7 +362,10 @@ def _executable(c: _Checker, keys: tuple[str, ...], exe: str, cwd: str, env: dic
     if "/" in exe:
         full = os.path.join(cwd, exe)
         if not os.path.isfile(full):
-            raise c.fail(keys, f"the executable {exe!r} does not exist (looked for {full!r}); fix the path, relative to the service's cwd")
+            raise c.fail(
+                keys,
+                f"the executable {exe!r} does not exist (looked for {full!r}); fix the path, relative to the service's cwd",
+            )
         if not os.access(full, os.X_OK):
             raise c.fail(keys, f"{full!r} is not executable; chmod +x it, or start it through its interpreter")
         return os.path.normpath(full)
@@ -324,13 +379,16 @@ def _check_function(c: _Checker, keys: tuple[str, ...], target: Any) -> None:
     """``module:function`` must import and name a callable; imported here, with the
     file's directory on sys.path, so that a typo is refused before anything starts."""
     if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
-        raise c.fail(keys, f"{target!r} is not \"module:function\"; write it like function = \"services_worker:work\"")
+        raise c.fail(keys, f'{target!r} is not "module:function"; write it like function = "services_worker:work"')
     module_name, func_name = target.split(":")
     with _on_sys_path(c.directory):
         try:
             module = importlib.import_module(module_name)
         except Exception as e:
-            raise c.fail(keys, f"cannot import {module_name!r} ({type(e).__name__}: {e}); put the module beside the file or on PYTHONPATH") from None
+            raise c.fail(
+                keys,
+                f"cannot import {module_name!r} ({type(e).__name__}: {e}); put the module beside the file or on PYTHONPATH",
+            ) from None
     f = getattr(module, func_name, None)
     if f is None:
         raise c.fail(keys, f"module {module_name!r} has no {func_name!r}; name a function it defines")
@@ -369,17 +427,29 @@ def _output(c: _Checker, keys: tuple[str, ...], value: Any, words: tuple[str, ..
         raise c.fail(keys, f"{value!r} has no path; {fix}")
     max_bytes = table.get("max_bytes", LogFile.max_bytes)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        raise c.fail((*keys, "max_bytes"), f"{max_bytes!r} is not a size; use an integer of bytes >= 1, e.g. max_bytes = 10485760")
+        raise c.fail(
+            (*keys, "max_bytes"),
+            f"{max_bytes!r} is not a size; use an integer of bytes >= 1, e.g. max_bytes = 10485760",
+        )
     backups = table.get("backups", LogFile.backups)
     if isinstance(backups, bool) or not isinstance(backups, int) or backups < 0:
-        raise c.fail((*keys, "backups"), f"{backups!r} is not a number of old files to keep; use an integer >= 0, e.g. backups = 5")
+        raise c.fail(
+            (*keys, "backups"),
+            f"{backups!r} is not a number of old files to keep; use an integer >= 0, e.g. backups = 5",
+        )
     if backups > MAX_BACKUPS:
-        raise c.fail((*keys, "backups"), f"{backups!r} is more old files than a log keeps (at most {MAX_BACKUPS}); use backups = {MAX_BACKUPS} or fewer, and a larger max_bytes to keep more")
+        raise c.fail(
+            (*keys, "backups"),
+            f"{backups!r} is more old files than a log keeps (at most {MAX_BACKUPS}); use backups = {MAX_BACKUPS} or fewer, and a larger max_bytes to keep more",
+        )
     spec = LogFile(os.path.join(c.directory, path), max_bytes, backups)
     # Refused now, before anything starts; the writer refuses it again when it
     # opens the file (O_NOFOLLOW), should one appear later (issue 10).
     if os.path.islink(spec.path):
-        raise c.fail(keys if isinstance(value, str) else (*keys, "path"), f"{spec.path!r} is a symbolic link; logs are never written through one: remove it, or give its target as the path")
+        raise c.fail(
+            keys if isinstance(value, str) else (*keys, "path"),
+            f"{spec.path!r} is a symbolic link; logs are never written through one: remove it, or give its target as the path",
+        )
     return spec
 
 
@@ -394,7 +464,10 @@ def _check_logs_apart(c: _Checker, services: list[Service]) -> None:
             keys = ("services", svc.name, stream)
             if spec.path in seen:
                 first = ".".join(seen[spec.path])
-                raise c.fail(keys, f"{spec.path!r} is already the log of {first}; give each its own file, or merge a service's stderr with stderr = \"stdout\"")
+                raise c.fail(
+                    keys,
+                    f'{spec.path!r} is already the log of {first}; give each its own file, or merge a service\'s stderr with stderr = "stdout"',
+                )
             seen[spec.path] = keys
 
 

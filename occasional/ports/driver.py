@@ -33,8 +33,9 @@ import select
 import signal
 import subprocess
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NoReturn
+from typing import Any, NoReturn
 
 from ..core import api, context
 from ..core.pid import Pid, Port, Ref
@@ -134,7 +135,7 @@ class _Driver:
         self.spec = spec
         self.owner = owner
         self.ctx = context.current("open_port()")
-        self.me: Port = Port._make(self.ctx.pid.id, os.getpid())  # type: ignore[assignment]
+        self.me = Port._make(self.ctx.pid.id, os.getpid())
         self.proc: subprocess.Popen[bytes] | None = None
         self.outputs: list[_Output] = []
         self.stdin_fd = -1
@@ -159,9 +160,16 @@ class _Driver:
         else:
             err = subprocess.PIPE
         self.proc = subprocess.Popen(
-            list(spec.argv), executable=spec.executable, stdin=subprocess.PIPE, stdout=out, stderr=err,
-            cwd=spec.cwd, env=spec.env, process_group=0, bufsize=0,
-        )  # fmt: skip
+            list(spec.argv),
+            executable=spec.executable,
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=err,
+            cwd=spec.cwd,
+            env=spec.env,
+            process_group=0,
+            bufsize=0,
+        )
         self.pidfd = os.pidfd_open(self.proc.pid)
         self.watch(self.pidfd, _EPOLLIN, self._on_exit)
         assert self.proc.stdin is not None
@@ -310,8 +318,9 @@ class _Driver:
         elif t in (bytearray, memoryview):
             self.write(bytes(msg))
         else:
-            log.warning("port %r (%s) dropped a message that is not bytes: %.200r",
-                            self.me, " ".join(self.spec.argv), msg)  # fmt: skip
+            log.warning(
+                "port %r (%s) dropped a message that is not bytes: %.200r", self.me, " ".join(self.spec.argv), msg
+            )
 
     def _on_exit_signal(self, sender: Pid, reason: tuple[str, Any]) -> None:
         if reason[0] == "ok":
@@ -354,10 +363,13 @@ class _Driver:
             left = o.framer.left() if o.framer is not None else 0
             if left:
                 what = "line" if self.spec.framing == "line" else "packet"
-                return ("error", FrameError(
-                    f"port {' '.join(self.spec.argv)!r}: its {'stdout' if o.tag == 'data' else 'stderr'} "
-                    f"ended with {left} bytes of an unfinished {what}, which were not delivered"
-                ))  # fmt: skip
+                return (
+                    "error",
+                    FrameError(
+                        f"port {' '.join(self.spec.argv)!r}: its {'stdout' if o.tag == 'data' else 'stderr'} "
+                        f"ended with {left} bytes of an unfinished {what}, which were not delivered"
+                    ),
+                )
         status = self.status
         assert status is not None
         if status == 0:

@@ -3,7 +3,7 @@ stdin, and the wire encoding of the messages a port sends its owner."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..core import codec
 from ..core.pid import Port

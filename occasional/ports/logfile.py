@@ -47,9 +47,13 @@ class LogFile:
         if isinstance(path, os.PathLike):
             path = os.fspath(path)
         if not isinstance(path, str) or not path:
-            raise TypeError(f"LogFile(path={self.path!r}): the path is not a non-empty string; give a file path, e.g. 'logs/web.log'")
+            raise TypeError(
+                f"LogFile(path={self.path!r}): the path is not a non-empty string; give a file path, e.g. 'logs/web.log'"
+            )
         if path.endswith(os.sep):
-            raise ValueError(f"LogFile(path={path!r}) names a directory; give a file path in it, e.g. {path + 'out.log'!r}")
+            raise ValueError(
+                f"LogFile(path={path!r}) names a directory; give a file path in it, e.g. {path + 'out.log'!r}"
+            )
         object.__setattr__(self, "path", os.path.abspath(path))
         m = self.max_bytes
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
@@ -58,7 +62,9 @@ class LogFile:
         if isinstance(b, bool) or not isinstance(b, int) or b < 0:
             raise ValueError(f"LogFile(backups={b!r}) is not a number of old files to keep; use an int >= 0")
         if b > MAX_BACKUPS:
-            raise ValueError(f"LogFile(backups={b!r}) is more old files than a log keeps (at most {MAX_BACKUPS}); use {MAX_BACKUPS} or fewer, and a larger max_bytes to keep more")
+            raise ValueError(
+                f"LogFile(backups={b!r}) is more old files than a log keeps (at most {MAX_BACKUPS}); use {MAX_BACKUPS} or fewer, and a larger max_bytes to keep more"
+            )
 
 
 class LogWriter:

@@ -153,14 +153,21 @@ def child_specs(plan: Plan) -> list[dict[str, Any]]:
         f: Any
         if svc.argv is not None:
             f = functools.partial(
-                open_port, list(svc.argv), cwd=svc.cwd, env={**os.environ, **svc.env},
-                stdout=svc.stdout, stderr=svc.stderr, name=svc.name,
-            )  # fmt: skip
+                open_port,
+                list(svc.argv),
+                cwd=svc.cwd,
+                env={**os.environ, **svc.env},
+                stdout=svc.stdout,
+                stderr=svc.stderr,
+                name=svc.name,
+            )
         else:
             f = FunctionService(svc)
         spec: dict[str, Any] = {"id": svc.name, "function": f, "restart": svc.restart, "shutdown": svc.shutdown}
         if svc.backoff != plan.backoff:
-            own = functools.partial(Services.start, [spec], intensity=plan.intensity, period=plan.period, backoff=svc.backoff)
+            own = functools.partial(
+                Services.start, [spec], intensity=plan.intensity, period=plan.period, backoff=svc.backoff
+            )
             shutdown = _NESTED_MARGIN_S + (svc.shutdown if isinstance(svc.shutdown, float) else 0.0)
             spec = {"id": svc.name, "function": own, "shutdown": shutdown}
         specs.append(spec)
@@ -192,7 +199,9 @@ def serve(plan: Plan) -> int:
     try:
         with runtime():
             try:
-                sup = Services.start(child_specs(plan), intensity=plan.intensity, period=plan.period, backoff=plan.backoff)
+                sup = Services.start(
+                    child_specs(plan), intensity=plan.intensity, period=plan.period, backoff=plan.backoff
+                )
             except ProcessExit as e:
                 say(f"a service failed to start, so none runs: {format_reason(e.reason)}")
                 return 1

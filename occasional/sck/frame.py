@@ -28,7 +28,7 @@ class FrameError(Exception):
         return (type(self), (self.message,))
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.message == self.message  # type: ignore[attr-defined]
+        return type(other) is type(self) and other.message == self.message
 
     def __hash__(self) -> int:
         return hash(self.message)
@@ -113,6 +113,4 @@ class Decoder:
         if left < HEADER_SIZE:
             raise FrameError(f"peer closed the connection after {left} of {HEADER_SIZE} bytes of a frame header")
         (size,) = HEADER.unpack_from(self._buf)
-        raise FrameError(
-            f"peer closed the connection after {left - HEADER_SIZE} of {size} bytes of a frame"
-        )
+        raise FrameError(f"peer closed the connection after {left - HEADER_SIZE} of {size} bytes of a frame")

@@ -1,10 +1,14 @@
 """occasional's pytest plugin: a timeout per test, and nothing may be left behind.
 
-Installed as the ``pytest11`` entry point ``occasional = test_framework`` (see
-setup.cfg), so every pytest run in an environment where the package is
-installed loads it; ``-p no:occasional`` leaves it out. Without the install
-(or with PYTEST_DISABLE_PLUGIN_AUTOLOAD set), load it with ``-p test_framework``,
-never both: pytest refuses to register one plugin under two names.
+Opt-in: installing occasional registers no ``pytest11`` entry point, so a pytest run
+that does not ask for the plugin gets none of this (issue 11). Ask for it with
+``pytest -p occasional.testing.plugin``, or with one line in a top-level
+``conftest.py``::
+
+    pytest_plugins = ["occasional.testing.plugin"]
+
+Either way it is registered under its module name, so asking twice (``-p`` and a
+conftest) loads it once.
 
 What a test gets:
 
@@ -59,9 +63,8 @@ Nothing left behind
     files in their locals) alive through ``sys.last_traceback``; close files
     with ``with`` and such a test will not also report them.
 
-Remote assertions
-    :func:`run` is ``occasional.run`` for tests: an assertion that fails in a
-    process of the runtime fails the test with that process's traceback.
+The plugin imports nothing of occasional's runtime: its checks hold for any test.
+``occasional.testing.run`` (remote assertions) needs no plugin.
 """
 
 from __future__ import annotations
@@ -78,15 +81,13 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _pytest.outcomes import Failed  # pytest.fail.Exception, spelled so that it can be a base class
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Iterator
-
-T = TypeVar("T")
+    from collections.abc import Generator, Iterable, Iterator
 
 LEFTOVER_GRACE_S = 1.0  # how long descendants get to end on their own after teardown
 KILL_DEADLINE_S = 5.0  # how long killing and reaping leftovers may take
@@ -101,36 +102,6 @@ class TimeoutExceeded(Failed):
     A ``pytest.fail.Exception``, not an ``Exception``: ``except Exception`` in a test
     does not swallow it, and pytest still runs the other finalizers after it.
     """
-
-
-# ---------------------------------------------------------------- remote assertions
-
-
-def run(main: Callable[..., T], *args: Any, **options: Any) -> T:
-    """``occasional.run(main, *args, **options)``, failing like an assert when a process asserts.
-
-    When the runtime ends with ``ProcessExit`` whose reason is ``("error", exc)``
-    for an ``AssertionError``, this raises an ``AssertionError`` whose message is
-    the remote traceback (``occasional.format_reason``), chained from the
-    ``ProcessExit``; any other outcome is ``occasional.run``'s own.
-    """
-    __tracebackhide__ = True
-    import occasional  # here, so that the plugin loads even while the runtime does not import
-
-    try:
-        return occasional.run(main, *args, **options)  # type: ignore[no-any-return]
-    except occasional.ProcessExit as exit_:
-        reason = exit_.reason
-        remote_assert = (
-            isinstance(reason, tuple)
-            and len(reason) == 2
-            and reason[0] == "error"
-            and isinstance(reason[1], AssertionError)
-        )
-        if not (remote_assert or isinstance(exit_.__cause__, AssertionError)):
-            raise
-        text = occasional.format_reason(reason).rstrip("\n")
-        raise AssertionError(f"an assertion failed in a process of the runtime:\n{text}") from exit_
 
 
 # ---------------------------------------------------------------- processes and fds
@@ -280,9 +251,7 @@ def _open_fds() -> dict[FdKey, str]:
 
 
 def _snapshot() -> _Resources:
-    return _Resources(
-        frozenset(p.key for p in _descendants().values()), frozenset(_open_fds())
-    )
+    return _Resources(frozenset(p.key for p in _descendants().values()), frozenset(_open_fds()))
 
 
 def _is_allowed(proc: _Proc, tree: dict[int, _Proc], allowed: frozenset[ProcKey]) -> bool:
@@ -550,7 +519,7 @@ def _start_reaper() -> None:
     if _reaper.thread is None:
         _reaper.stop = threading.Event()
         _reaper.thread = threading.Thread(
-            target=_reaper_loop, args=(_reaper.stop,), name="test_framework reaper", daemon=True
+            target=_reaper_loop, args=(_reaper.stop,), name="occasional.testing reaper", daemon=True
         )
         _reaper.thread.start()
 
@@ -602,18 +571,14 @@ def _on_alarm(signum: int, frame: object) -> None:
     if not _armed or _debugging:
         return
     timeout = _armed[-1].timeout
-    raise TimeoutExceeded(
-        f"test exceeded its {timeout} s timeout; raise it with @pytest.mark.timeout(N)"
-    )
+    raise TimeoutExceeded(f"test exceeded its {timeout} s timeout; raise it with @pytest.mark.timeout(N)")
 
 
 def _start_timers(entry: _Armed) -> None:
     now = time.monotonic()
     if _on_main_thread():
         signal.setitimer(signal.ITIMER_REAL, max(entry.soft_deadline - now, 0.001))
-    faulthandler.dump_traceback_later(
-        max(entry.hard_deadline - now, 0.001), exit=True, file=entry.stderr_fd
-    )
+    faulthandler.dump_traceback_later(max(entry.hard_deadline - now, 0.001), exit=True, file=entry.stderr_fd)
 
 
 def _stop_timers() -> None:
@@ -677,14 +642,13 @@ _TIMEOUT = pytest.StashKey[float]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "occ_timeout",
-        "seconds each phase (setup, call, teardown) of a test may take; 0: no timeout "
-        "(occasional's test_framework)",
+        "seconds each phase (setup, call, teardown) of a test may take; 0: no timeout (occasional.testing.plugin)",
         default="60",
     )
     parser.addini(
         "occ_timeout_grace",
         "seconds after a timeout before faulthandler dumps all stacks and ends pytest, "
-        "if the timeout could not interrupt the test (occasional's test_framework)",
+        "if the timeout could not interrupt the test (occasional.testing.plugin)",
         default="5",
     )
 
@@ -696,9 +660,7 @@ def _seconds_ini(config: pytest.Config, name: str) -> float:
     except (TypeError, ValueError):
         value = math.nan
     if not (value >= 0 and math.isfinite(value)):
-        raise pytest.UsageError(
-            f"{name} = {raw!r} is not a number of seconds; use a number >= 0, e.g. {name} = 60"
-        )
+        raise pytest.UsageError(f"{name} = {raw!r} is not a number of seconds; use a number >= 0, e.g. {name} = 60")
     return value
 
 
@@ -713,7 +675,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if float(config.getini("faulthandler_timeout") or 0) > 0:
         config.issue_config_time_warning(
             pytest.PytestConfigWarning(
-                "faulthandler_timeout is set, but test_framework's hard timeout uses the same "
+                "faulthandler_timeout is set, but occasional.testing.plugin's hard timeout uses the same "
                 "faulthandler slot and replaces it; unset faulthandler_timeout and use "
                 "occ_timeout / @pytest.mark.timeout"
             ),
@@ -751,7 +713,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         named = "; ".join(_describe_proc(p) for p in strays)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"test_framework: killing processes left at session end: {named}")
+            reporter.write_line(f"occasional.testing.plugin: killing processes left at session end: {named}")
         _kill_and_reap(allowed)
     _stop_reaper()
     if state.subreaper_before is not None:
@@ -778,11 +740,7 @@ def _marker_timeout(item: pytest.Item, default: float) -> tuple[float, str | Non
     if "seconds" in kwargs:
         args.append(kwargs.pop("seconds"))
     value = args[0] if len(args) == 1 and not kwargs else None
-    if (
-        not isinstance(value, (int, float))
-        or isinstance(value, bool)
-        or not (value > 0 and math.isfinite(value))
-    ):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
         given = [*map(repr, marker.args), *(f"{k}={v!r}" for k, v in marker.kwargs.items())]
         shown = ", ".join(given)
         return default, (
@@ -848,9 +806,7 @@ def pytest_fixture_setup(
         state.held[fixturedef] = _snapshot() - before
 
 
-def pytest_fixture_post_finalizer(
-    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-) -> None:
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> None:
     state = request.config.stash.get(_SESSION, None)
     if state is not None and fixturedef in state.held:
         state.released |= state.held.pop(fixturedef)
@@ -861,4 +817,3 @@ def pytest_enter_pdb(config: pytest.Config) -> None:
     _debugging = True
     if _armed:
         _stop_timers()
-
