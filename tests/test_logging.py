@@ -96,6 +96,7 @@ def test_a_sigkilled_durable_process_that_the_runtime_restarts_is_not_logged_as_
 def test_a_durable_process_that_raises_with_nobody_watching_is_reported_on_stderr():
     err = _stderr_of("""
         import tempfile
+        import time
         import occasional as occ
         from occasional import durable
 
@@ -105,6 +106,11 @@ def test_a_durable_process_that_raises_with_nobody_watching_is_reported_on_stder
         def main():
             durable.spawn("job", job)
             durable.result("job", timeout=10)
+            # The result is committed before the process has ended; central
+            # logs the end when it has it. Wait for that, not for the result.
+            deadline = time.monotonic() + 10
+            while occ.processes() != [occ.slf()] and time.monotonic() < deadline:
+                time.sleep(0.01)
 
         with tempfile.TemporaryDirectory() as d:
             occ.run(main, journal=d + "/journal.sqlite")

@@ -634,6 +634,11 @@ class Central:
     def op_info(self, p: Proc, msg: list[Any]) -> None:
         _, req, target_id = msg
         q = self._live(target_id)
+        if q is not None and q.os_pid is None and not q.hidden:
+            # A process may ask about itself before central has read its
+            # FORKED report: answer once the pid is known, as whereis does.
+            q.forked_waiters.append(lambda ok: self.op_info(p, msg) if ok else self._reply(p, req, None))
+            return
         if q is None or q.hidden or q.os_pid is None:
             self._reply(p, req, None)
             return
