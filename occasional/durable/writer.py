@@ -29,7 +29,8 @@ from ..core import protocol as P
 from . import supervised
 
 if TYPE_CHECKING:
-    from ..core.central import Central, Conn, Proc
+    from ..core.central import Central, Proc
+    from ..core.transport import Conn
     from .store import Batch, ProcessRow, Store
 
 log = logging.getLogger("occasional.durable")
