@@ -13,7 +13,6 @@ without decoding them.
 from __future__ import annotations
 
 import math
-import reprlib
 from collections.abc import Callable
 from typing import Any
 
@@ -167,33 +166,13 @@ def _events(v: Any) -> bool:
     return True
 
 
-def _check_ext(code: int, data: bytes) -> Any:
-    """codec's ext hook without running anything: the same shapes, dill left opaque."""
-    if code in (codec.EXT_TUPLE, codec.EXT_SET, codec.EXT_FROZENSET):
-        items = _decode(data)
-        if type(items) is not list:
-            raise ValueError("a tuple or set that is not a list")
-        return tuple(items) if code == codec.EXT_TUPLE else frozenset(items)
-    if code in (codec.EXT_PID, codec.EXT_REF, codec.EXT_PORT):
-        if len(data) != 16:
-            raise ValueError("a pid of the wrong size")
-        return data
-    if code == codec.EXT_BIGINT:
-        return int(data)
-    return data
-
-
-def _decode(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_check_ext, raw=False, strict_map_key=False)
-
-
 def decodable(v: Any) -> bool:
     """Bytes that ``codec.loads`` decodes, up to the pickles inside (a user
     value: an exit detail, a kill's why, a durable message)."""
     if type(v) is not bytes:
         return False
     try:
-        _decode(v)
+        codec.loads_inert(v)
     except Exception:  # ValueError, TypeError (unhashable keys), RecursionError, ...
         return False
     return True
@@ -277,20 +256,9 @@ REQUESTS: dict[int, tuple[str, tuple[Field, ...]]] = {
 }  # fmt: skip
 
 
-class _ShortRepr(reprlib.Repr):
-    """reprlib, slicing bytes before repr as it does str: an error about a
-    256 MiB field must not build a 1 GiB repr."""
-
-    def repr_bytes(self, x: bytes, level: int) -> str:
-        if len(x) <= self.maxstring:
-            return repr(x)
-        return f"{x[: self.maxstring]!r}... ({len(x)} bytes)"
-
-
-_short = _ShortRepr()
-_short.maxstring = 60
-_short.maxother = 60
-short_repr = _short.repr
+# Values in error messages are shown cut short: an error about a 256 MiB
+# field must not build a 1 GiB repr.
+short_repr = codec.short_repr
 
 
 def check(msg: list[Any]) -> str | None:

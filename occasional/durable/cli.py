@@ -73,38 +73,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= _WIDTH else text[: _WIDTH - 3] + "..."
 
 
-class _Pickled:
-    """A value the journal holds as a dill pickle, left undecoded."""
-
-    __slots__ = ("n",)
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __repr__(self) -> str:
-        return f"<dill, {self.n} bytes>"
-
-
-def _inert_hook(code: int, data: bytes) -> Any:
-    # codec's extension types, decoded without unpickling anything (issue 10):
-    # a dill pickle (an object, an exception) runs code when loaded.
-    if code == codec.EXT_DILL or code == codec.EXT_EXCEPTION:
-        return _Pickled(len(data))
-    if code in (codec.EXT_TUPLE, codec.EXT_SET, codec.EXT_FROZENSET):
-        items = _inert(data)
-        return tuple(items) if code == codec.EXT_TUPLE else set(items) if code == codec.EXT_SET else frozenset(items)
-    if code in (codec.EXT_PID, codec.EXT_REF, codec.EXT_PORT, codec.EXT_BIGINT):
-        return codec._ext_hook(code, data)  # plain numbers, no pickle
-    return msgpack.ExtType(code, data)
-
-
-def _inert(body: bytes) -> Any:
-    return msgpack.unpackb(body, ext_hook=_inert_hook, raw=False, strict_map_key=False)
-
-
 def _decoder(trust: bool) -> Callable[[bytes], Any]:
     """How bodies are decoded: with ``--trust`` as a process would, else without running code."""
-    decode = codec.loads if trust else _inert
+    decode = codec.loads if trust else codec.loads_inert
 
     def load(body: bytes) -> Any:
         try:
