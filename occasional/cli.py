@@ -62,7 +62,7 @@ def _exit_status(e: ProcessExit) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from .ports.up import ConfigError, load, serve
+    from .up import ConfigError, load, serve
 
     try:
         plan = load(args.file)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "supervisor, restart them as the file says, and stop them all, in reverse start order, on "
         "SIGTERM or Ctrl-C (exit 0). A file that cannot run is refused before anything starts (exit 2); "
         "exit 1 if a service cannot start or the supervisor gives up. The format is described in "
-        "occasional/ports/up.py and examples/services.toml.",
+        "occasional/up/serve.py and examples/services.toml.",
     )
     up_p.add_argument("file", metavar="FILE.toml")
     up_p.set_defaults(handler=_up)

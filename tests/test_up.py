@@ -18,7 +18,7 @@ import time
 import pytest
 
 from occasional.ports.logfile import LogFile
-from occasional.ports.up import ConfigError, load
+from occasional.up import ConfigError, load
 
 from conftest import descendants, poll, reap_orphans, snapshot, survivors, wait_until_gone
 

@@ -16,9 +16,8 @@ from typing import Any
 
 from ..core import api
 from ..core.codec import dumps
-from ..core.context import current
+from ..core.context import REPLY_TAG, current
 from ..core.errors import ProcessExit
-from ..core.mailbox import REPLY_TAG
 from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
 

@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from . import codec, context
-from .mailbox import Context
+from .context import Context
 from .pid import Pid
 from .reasons import keep_traceback
 

@@ -126,7 +126,7 @@ def _warm_up() -> None:
     fewer private pages per process and less time spent in page faults.
     """
     from . import codec
-    from .mailbox import Context
+    from .context import Context
     from .pid import Pid
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

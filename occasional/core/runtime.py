@@ -17,8 +17,8 @@ import msgpack
 
 from ..sck.frame import Decoder
 from . import context, protocol as P
+from .context import Context, raise_for_reason
 from .errors import ProcessExit
-from .mailbox import Context, raise_for_reason
 from .pid import Pid
 
 OPTIONS = ("journal",)

@@ -16,8 +16,8 @@ import msgpack
 
 from ..core import codec, context, protocol as P
 from ..core.api import _describe, _short_name
+from ..core.context import reason_from_wire
 from ..core.errors import NoProcess
-from ..core.mailbox import reason_from_wire
 from ..core.pid import Pid
 from . import replay
 from .replay import DurableContext

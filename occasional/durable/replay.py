@@ -34,7 +34,7 @@ from typing import Any
 import msgpack
 
 from ..core import codec, context, protocol as P
-from ..core.mailbox import Context
+from ..core.context import Context
 from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
 from .errors import JournalEnd, NonDeterminism

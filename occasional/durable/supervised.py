@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..core import codec, context, protocol as P
-from ..core.mailbox import reason_from_wire
+from ..core.context import reason_from_wire
 
 if TYPE_CHECKING:
     from ..core.central import Proc

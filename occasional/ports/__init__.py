@@ -23,9 +23,8 @@ import stat
 from typing import Any
 
 from ..core import api, codec
-from ..core.context import current
+from ..core.context import current, raise_for_reason
 from ..core.errors import ProcessExit
-from ..core.mailbox import raise_for_reason
 from ..core.pid import Port
 from ..sck.frame import FrameError
 from . import driver

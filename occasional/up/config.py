@@ -1,6 +1,6 @@
 """The services file of ``occasional up`` (API.md section 9): its format and its checks.
 
-A services file declares services; ``occasional up`` (occasional.ports.up)
+A services file declares services; ``occasional up`` (occasional.up)
 makes each a child of one ``one_for_one`` Supervisor, registered under its
 service name, so that ``occasional ps`` shows it:
 
@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..behaviours.supervisor import RESTARTS
-from .logfile import MAX_BACKUPS, LogFile
+from ..ports.logfile import MAX_BACKUPS, LogFile
 
 TOP_KEYS = ("services", "intensity", "period", "backoff")
 SERVICE_KEYS = ("argv", "function", "args", "restart", "backoff", "shutdown", "env", "cwd", "after", "stdout", "stderr")

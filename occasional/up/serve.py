@@ -1,6 +1,6 @@
 """``occasional up FILE.toml``: run a services file as one supervision tree (API.md section 9).
 
-The file's format and checks are in :mod:`occasional.ports.config`. Here:
+The file's format and checks are in :mod:`occasional.up.config`. Here:
 the Supervisor's children (a port per ``argv`` service, a process per
 ``function`` service), the life of a function service's process (cwd, env,
 log files), and ``serve``, which runs the tree until SIGTERM or Ctrl-C.
@@ -22,9 +22,9 @@ from ..core import api
 from ..core.errors import ProcessExit
 from ..core.match import ANY
 from ..core.reasons import format_reason
-from . import open_port
+from ..ports import open_port
+from ..ports.logfile import LogFile, LogWriter
 from .config import ConfigError as ConfigError, Plan, Service, load as load
-from .logfile import LogFile, LogWriter
 
 # Stopping a service under its own supervisor takes the service's own shutdown
 # time; its supervisor gets this much longer before it is killed.
