@@ -25,6 +25,7 @@ import occasional as occ
 from occasional import durable
 from occasional.core import codec, protocol as P
 from occasional.core.context import current
+from occasional.durable import protocol as D
 from occasional.sck.frame import frame
 from occasional.testing import run
 
@@ -160,13 +161,13 @@ def test_frames_before_a_bad_header_are_handled_and_the_sender_ends_with_the_lim
 # -- journal records --------------------------------------------------------------------
 
 BAD_RECORDS = {
-    "event-body-not-bytes": (P.D_EVENTS, [[1, "step", "x", {"not": "bytes"}]]),
-    "event-seq-over-64-bits": (P.D_EVENTS, [[2**64 - 1, "step", "x", b""]]),
-    "event-not-a-list": (P.D_EVENTS, [7]),
-    "send-seq-over-64-bits": (P.D_SEND, "bad-record", codec.dumps(1), "bad-record", 2**64 - 1, []),
-    "send-body-not-msgpack": (P.D_SEND, "bad-record", b"\xc1", None, 0, []),
-    "finish-detail-not-bytes": (P.D_FINISH, [], ["ok", "not bytes"]),
-    "sleep-until-infinity": (P.D_SLEEP, [], float("inf")),
+    "event-body-not-bytes": (D.D_EVENTS, [[1, "step", "x", {"not": "bytes"}]]),
+    "event-seq-over-64-bits": (D.D_EVENTS, [[2**64 - 1, "step", "x", b""]]),
+    "event-not-a-list": (D.D_EVENTS, [7]),
+    "send-seq-over-64-bits": (D.D_SEND, "bad-record", codec.dumps(1), "bad-record", 2**64 - 1, []),
+    "send-body-not-msgpack": (D.D_SEND, "bad-record", b"\xc1", None, 0, []),
+    "finish-detail-not-bytes": (D.D_FINISH, [], ["ok", "not bytes"]),
+    "sleep-until-infinity": (D.D_SLEEP, [], float("inf")),
 }
 
 
@@ -367,7 +368,7 @@ def _touches(msg: Any, protected_ids: set[int]) -> bool:
         return False
     if msg[0] in (P.KILL, P.SIGNAL, P.LINK, P.MONITOR, P.CONNECT):
         return any(type(v) is int and v in protected_ids for v in msg[1:])
-    if msg[0] in (P.D_STOP, P.D_FOLLOW, P.D_SEND, P.D_SPAWN):
+    if msg[0] in (D.D_STOP, D.D_FOLLOW, D.D_SEND, D.D_SPAWN):
         return "echo" in msg
     return False
 

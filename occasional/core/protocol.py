@@ -16,8 +16,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
 from . import codec
 
 # process -> central
@@ -55,23 +53,6 @@ FORKED = 51  # [FORKED, pid_id, os_pid]
 REAPED = 52  # [REAPED, os_pid, status]
 FORK_FAILED = 53  # [FORK_FAILED, pid_id, error_text]
 
-# process <-> central's journal writer (occasional.durable; handlers installed by
-# its central hook, so core never imports durable)
-D_SPAWN = 60  # [D_SPAWN, req, id, blob, function, sys_path, title] -> [pid_id, os_pid, exists]
-D_SEND = 61  # [D_SEND, req, dest_id, body, sender_id, send_seq, events]; req 0: no ack
-D_EVENTS = 62  # [D_EVENTS, req, events]; req 0: no ack
-D_HELLO = 63  # [D_HELLO, req] -> [id, path, committed_mailbox_seq]
-D_RESULT = 64  # [D_RESULT, req, id] -> wire reason, once the process has finished
-D_CANCEL = 65  # [D_CANCEL, req]: the caller gave up waiting on D_RESULT req
-D_FINISH = 66  # [D_FINISH, req, events, reason]
-D_SLEEP = 67  # [D_SLEEP, req, events, wake_at]: the process ends; start it again at wake_at
-D_IDLE = 68  # [D_IDLE]: waiting for a message (a kill now is no crash of its code)
-D_WHEREIS = 69  # [D_WHEREIS, req, id] -> [pid_id, os_pid] | None
-D_MSG = 70  # central -> process: [D_MSG, seq, body]
-D_FOLLOW = 71  # [D_FOLLOW, req, id, resume] -> ["running", pid_id, os_pid] | ["idle"] | ["done", reason]
-D_STOP = 72  # [D_STOP, req, id, why] -> the final wire reason, once committed
-
-
 # -- limits ----------------------------------------------------------------------------
 
 # The largest control frame central reads from a process (its Decoder's
@@ -92,10 +73,6 @@ MAX_CONTROL_FRAME = 256 << 20
 # reads, however slowly, is not.
 MAX_UNREAD = 64 << 20
 OUT_STALL_S = 1.0
-# Durable messages forwarded to a process and not yet read: beyond this,
-# central stops forwarding and sends the rest from the journal once the
-# process has read what it has (nothing is lost: they are committed).
-FORWARD_WINDOW = 8 << 20
 
 
 # -- the shape of every request a process sends ----------------------------------------
@@ -140,32 +117,6 @@ def _meta(v: Any) -> bool:
     return v is None or type(v) is dict
 
 
-def _packed_str_list(v: Any) -> bool:
-    if type(v) is not bytes:
-        return False
-    try:
-        return _str_list(msgpack.unpackb(v, raw=False))
-    except Exception:
-        return False
-
-
-def _events(v: Any) -> bool:
-    """[[seq, kind, name, body], ...] as a durable process records them."""
-    if type(v) is not list:
-        return False
-    for ev in v:
-        if not (
-            type(ev) is list
-            and len(ev) == 4
-            and _journal_int(ev[0])
-            and type(ev[1]) is str
-            and type(ev[2]) is str
-            and type(ev[3]) is bytes
-        ):
-            return False
-    return True
-
-
 def decodable(v: Any) -> bool:
     """Bytes that ``codec.loads`` decodes, up to the pickles inside (a user
     value: an exit detail, a kill's why, a durable message)."""
@@ -203,11 +154,14 @@ def _f(name: str, rule: str, ok: Callable[[Any], bool]) -> Field:
     return Field(name, rule, ok)
 
 
-_REQ = _f("req", "a request number (int >= 0)", lambda v: type(v) is int and 0 <= v < _INT64)
+# What an extension's protocol module builds its shapes from.
+field = _f
+is_ = _is
+journal_int = _journal_int
+wall_time = _wall_time
+REQ = _REQ = _f("req", "a request number (int >= 0)", lambda v: type(v) is int and 0 <= v < _INT64)
 _TARGET = _f("target", "a pid id (int)", _is(int))
-_ID = _f("id", "a durable id (str)", _is(str))
-_EVENTS = _f("events", "a list of [seq, kind, name, body] (int >= 0, str, str, bytes)", _events)
-_DETAIL = "bytes of an encoded value"
+DETAIL = _DETAIL = "bytes of an encoded value"
 _REASON = "a reason [kind, detail bytes] or ['linked', [pid_id, os_pid, reason]]"
 
 # op -> (its name, its fields after the op code). The first field "req", when
@@ -235,25 +189,29 @@ REQUESTS: dict[int, tuple[str, tuple[Field, ...]]] = {
                     _f("summary", "a str", _is(str)))),
     STOP: ("STOP", (_REQ,)),
     SIGNAL: ("SIGNAL", (_REQ, _TARGET, _f("reason", _REASON, wire_reason))),
-    D_SPAWN: ("D_SPAWN", (_REQ, _f("id", "a non-empty str", lambda v: type(v) is str and v != ""),
-                          _f("blob", "bytes", _is(bytes)), _f("function", "a str", _is(str)),
-                          _f("sys_path", "msgpack bytes of a list of str", _packed_str_list),
-                          _f("title", "a str", _is(str)))),
-    D_SEND: ("D_SEND", (_REQ, _f("dest", "a durable id (str)", _is(str)), _f("body", _DETAIL, decodable),
-                        _f("sender", "a durable id (str) or None", _is(str, type(None))),
-                        _f("send_seq", "an int >= 0", _journal_int), _EVENTS)),
-    D_EVENTS: ("D_EVENTS", (_REQ, _EVENTS)),
-    D_HELLO: ("D_HELLO", (_REQ,)),
-    D_RESULT: ("D_RESULT", (_REQ, _ID)),
-    D_CANCEL: ("D_CANCEL", (_REQ,)),
-    D_FINISH: ("D_FINISH", (_REQ, _EVENTS, _f("reason", "a reason [kind, detail bytes]",
-                                               lambda v: wire_reason(v) and v[0] != "linked"))),
-    D_SLEEP: ("D_SLEEP", (_REQ, _EVENTS, _f("wake_at", "a finite time (float or int)", _wall_time))),
-    D_IDLE: ("D_IDLE", ()),
-    D_WHEREIS: ("D_WHEREIS", (_REQ, _ID)),
-    D_FOLLOW: ("D_FOLLOW", (_REQ, _ID, _f("resume", "a bool", _is(bool)))),
-    D_STOP: ("D_STOP", (_REQ, _ID, _f("why", _DETAIL, decodable))),
 }  # fmt: skip
+# Which layer owns each op code: core's own, and those an extension adds.
+OWNERS: dict[int, str] = dict.fromkeys(REQUESTS, "core")
+OWNERS.update(dict.fromkeys((REPLY, PEER, PEER_DEAD, DOWN, EXIT_SIGNAL, READY, START_FAILED), "core"))
+OWNERS.update(dict.fromkeys((FORK, FORKED, REAPED, FORK_FAILED), "core"))
+
+
+def add_ops(owner: str, requests: dict[int, tuple[str, tuple[Field, ...]]], others: tuple[int, ...] = ()) -> None:
+    """Claim op codes for an extension (``owner``, such as "durable"):
+    ``requests`` are those a process sends, each with its shape, checked by
+    central before a handler runs; ``others`` the ones central sends. A code
+    another layer holds is refused, so two extensions never read each other's
+    frames (issue 11). Claiming the same codes again (a module imported twice)
+    is a no-op."""
+    for op in (*requests, *others):
+        held = OWNERS.get(op)
+        if type(op) is not int or not 0 < op < 128:
+            raise ValueError(f"{owner}: op code {op!r} is not an int from 1 to 127; pick an unused one")
+        if held is not None and held != owner:
+            raise ValueError(f"{owner}: op code {op} is {held}'s already; pick an unused one")
+    for op in (*requests, *others):
+        OWNERS[op] = owner
+    REQUESTS.update(requests)
 
 
 # Values in error messages are shown cut short: an error about a 256 MiB

@@ -14,12 +14,12 @@ from typing import Any, TypeVar, overload
 
 import msgpack
 
-from ..core import codec, context, protocol as P
+from ..core import codec, context
 from ..core.api import _describe, _short_name
 from ..core.context import reason_from_wire
 from ..core.errors import NoProcess
 from ..core.pid import Pid
-from . import replay
+from . import protocol as D, replay
 from .replay import DurableContext
 
 _packb = msgpack.packb
@@ -94,7 +94,7 @@ def _send(durable_id: str, msg: Any) -> None:
     if isinstance(ctx, DurableContext):
         ctx.send_durable(durable_id, payload)
     else:
-        ctx.call(P.D_SEND, durable_id, payload, None, 0, [])
+        ctx.call(D.D_SEND, durable_id, payload, None, 0, [])
 
 
 def _check_id(call: str, id: Any) -> str:
@@ -133,7 +133,7 @@ def spawn(id: str, f: Callable[..., Any], *args: Any) -> DurablePid:
             f"durable.spawn({id!r}, ...): cannot serialize {f!r} or its arguments {args!r}: {e}; nothing was started"
         ) from e
     pid_id, os_pid = ctx.call(
-        P.D_SPAWN, id, blob, _describe(f), _packb(sys.path), f"occasional: {id} ({_short_name(f)})"
+        D.D_SPAWN, id, blob, _describe(f), _packb(sys.path), f"occasional: {id} ({_short_name(f)})"
     )
     return DurablePid._make_durable(id, pid_id, os_pid)
 
@@ -146,7 +146,7 @@ def whereis(id: str) -> DurablePid | None:
     """
     ctx = context.current("durable.whereis()")
     _check_id(f"durable.whereis({id!r})", id)
-    found = ctx.call(P.D_WHEREIS, id)
+    found = ctx.call(D.D_WHEREIS, id)
     return None if found is None else DurablePid._make_durable(id, found[0], found[1])
 
 
@@ -169,7 +169,7 @@ def result(id: str, timeout: float | None = None) -> tuple[str, Any]:
         raise ValueError(f"durable.result({id!r}, timeout={timeout!r}): give seconds as a number >= 0, or None")
     ctx._next_req += 1
     req = ctx._next_req
-    ctx.tell([P.D_RESULT, req, id])
+    ctx.tell([D.D_RESULT, req, id])
     deadline = None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
     while req not in ctx.replies:
         if deadline is None:
@@ -177,7 +177,7 @@ def result(id: str, timeout: float | None = None) -> tuple[str, Any]:
             continue
         left = deadline - time.monotonic()
         if left <= 0:
-            ctx.tell([P.D_CANCEL, req])
+            ctx.tell([D.D_CANCEL, req])
             raise TimeoutError(f"durable.result({id!r}) timed out: the process did not end within {timeout} s")
         ctx.pump(left)
     ok, value = ctx.replies.pop(req)

@@ -37,6 +37,7 @@ from ..core import codec, context, protocol as P
 from ..core.context import Context
 from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
+from . import protocol as D
 from .errors import JournalEnd, NonDeterminism
 from .store import Reader
 
@@ -90,7 +91,7 @@ class DurableContext(Context):
         return self.pos < len(self.events)
 
     def on_extension_frame(self, msg: list[Any]) -> None:
-        if msg[0] == P.D_MSG:
+        if msg[0] == D.D_MSG:
             (self.inbox if self.loaded else self.early)[msg[1]] = [msg[2], _UNSET]
 
     # -- the journal --------------------------------------------------------------
@@ -130,9 +131,9 @@ class DurableContext(Context):
         if self.check_only:
             return
         if ack:
-            self.call(P.D_EVENTS, pending)
+            self.call(D.D_EVENTS, pending)
         elif pending:
-            self.tell([P.D_EVENTS, 0, pending])
+            self.tell([D.D_EVENTS, 0, pending])
 
     def take_pending(self) -> list[list[Any]]:
         pending, self.pending = self.pending, []
@@ -208,7 +209,7 @@ class DurableContext(Context):
                 # About to wait: what is buffered goes to the journal now, and
                 # central learns that a kill from here on is no crash of our code.
                 self.flush(False)
-                self.tell([P.D_IDLE])
+                self.tell([D.D_IDLE])
                 self.idle_told = True
             self.pump(left)
 
@@ -242,7 +243,7 @@ class DurableContext(Context):
         can be received: they come back as mailbox entries."""
         while self.mailbox:
             body = codec.dumps(self.mailbox.popleft())
-            self.tell([P.D_SEND, 0, self.did, body, None, 0, []])
+            self.tell([D.D_SEND, 0, self.did, body, None, 0, []])
 
     # -- send -------------------------------------------------------------------------
 
@@ -267,7 +268,7 @@ class DurableContext(Context):
             self.next_event("send", dest)
             return
         self.record("send", dest, _packb(self.sends))
-        self.call(P.D_SEND, dest, payload, self.did, self.sends, self.take_pending())
+        self.call(D.D_SEND, dest, payload, self.did, self.sends, self.take_pending())
 
     # -- time -------------------------------------------------------------------------
 
@@ -284,7 +285,7 @@ class DurableContext(Context):
         time.sleep(left)
 
     def hibernate(self, deadline: float) -> None:
-        self.call(P.D_SLEEP, self.take_pending(), deadline)
+        self.call(D.D_SLEEP, self.take_pending(), deadline)
         self.flush_all()
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -304,7 +305,7 @@ class DurableContext(Context):
         except TypeError as e:
             detail_bytes = codec.dumps(TypeError(f"the process returned {detail!r}, which cannot be journaled: {e}"))
             kind = "error"
-        self.call(P.D_FINISH, self.take_pending(), [kind, detail_bytes])
+        self.call(D.D_FINISH, self.take_pending(), [kind, detail_bytes])
 
 
 def current(call: str) -> DurableContext:
@@ -331,7 +332,7 @@ def run(durable_id: str, f: Callable[..., Any], args: tuple[Any, ...], check_pat
     if check_path is not None:
         path, upto = check_path, None
     else:
-        _id, path, upto = ctx.call(P.D_HELLO)
+        _id, path, upto = ctx.call(D.D_HELLO)
     with Reader(path) as reader:
         ctx.load(reader, upto)
     reason: tuple[str, Any]

@@ -42,8 +42,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ..core import codec, context, protocol as P
+from ..core import codec, context
 from ..core.context import reason_from_wire
+from . import protocol as D
 
 if TYPE_CHECKING:
     from ..core.central import Proc
@@ -94,7 +95,7 @@ def follow(id: str, resume: bool = False) -> tuple[str, Any]:
     from .api import DurablePid
 
     ctx = context.current("a supervisor")
-    answer = ctx.call(P.D_FOLLOW, id, resume)
+    answer = ctx.call(D.D_FOLLOW, id, resume)
     if answer[0] == "done":
         return "done", reason_from_wire(answer[1])
     if answer[0] == "running":
@@ -105,10 +106,10 @@ def follow(id: str, resume: bool = False) -> tuple[str, Any]:
 def stop(id: str, why: Any = "shutdown") -> tuple[str, Any]:
     """End durable process ``id`` for good with ``("killed", why)``; return its final reason."""
     ctx = context.current("a supervisor")
-    ctx.call(P.D_STOP, id, codec.dumps(why))
+    ctx.call(D.D_STOP, id, codec.dumps(why))
     ctx._next_req += 1
     req = ctx._next_req
-    ctx.tell([P.D_RESULT, req, id])
+    ctx.tell([D.D_RESULT, req, id])
     while req not in ctx.replies:
         ctx._read_central(blocking=True)
     ok, value = ctx.replies.pop(req)
@@ -119,8 +120,8 @@ def stop(id: str, why: Any = "shutdown") -> tuple[str, Any]:
 
 
 def install(w: Writer) -> None:
-    w.central.ops[P.D_FOLLOW] = functools.partial(op_follow, w)
-    w.central.ops[P.D_STOP] = functools.partial(op_stop, w)
+    w.central.ops[D.D_FOLLOW] = functools.partial(op_follow, w)
+    w.central.ops[D.D_STOP] = functools.partial(op_stop, w)
 
 
 def link_followers(w: Writer, st: State, child: Proc) -> None:

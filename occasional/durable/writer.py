@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..core import protocol as P
-from . import supervised
+from . import protocol as D, supervised
 
 if TYPE_CHECKING:
     from ..core.central import Central, Proc
@@ -172,11 +172,11 @@ class Writer:
             if proc is None or not st.hello or st.held or seq <= st.fwd_seq or proc.conn is None:
                 continue
             conn = proc.conn
-            if conn.out_bytes + sizes.get(conn, 0) > P.FORWARD_WINDOW:
+            if conn.out_bytes + sizes.get(conn, 0) > D.FORWARD_WINDOW:
                 st.held = True
                 held.append((st, conn))
                 continue
-            out.setdefault(conn, []).append([P.D_MSG, seq, body])
+            out.setdefault(conn, []).append([D.D_MSG, seq, body])
             sizes[conn] = sizes.get(conn, 0) + len(body)
             st.fwd_seq = seq
         for p, req in acks:
@@ -209,7 +209,7 @@ class Writer:
     # -- forwarding to a process that does not read (issue 10) ----------------------
 
     # ``st.held``: forwarding to st's incarnation stopped, as over
-    # P.FORWARD_WINDOW bytes wait in its central socket. Its messages are
+    # D.FORWARD_WINDOW bytes wait in its central socket. Its messages are
     # committed, so none is lost: once it has read what it has, the rest
     # comes from the journal (_catch_up).
 
@@ -232,9 +232,9 @@ class Writer:
         frames: list[list[Any]] = []
         size = 0
         for seq, body in rows:
-            if size > P.FORWARD_WINDOW:
+            if size > D.FORWARD_WINDOW:
                 break
-            frames.append([P.D_MSG, seq, body])
+            frames.append([D.D_MSG, seq, body])
             size += len(body)
             st.fwd_seq = seq
         if len(frames) == len(rows) and len(rows) < 256:
@@ -507,19 +507,19 @@ def _no_journal(central: Central) -> None:
             p.conn.send([P.REPLY, msg[1], False, ["RuntimeError", _NO_JOURNAL]])
 
     for op in (
-        P.D_SPAWN,
-        P.D_SEND,
-        P.D_EVENTS,
-        P.D_HELLO,
-        P.D_RESULT,
-        P.D_FINISH,
-        P.D_SLEEP,
-        P.D_WHEREIS,
-        P.D_FOLLOW,
-        P.D_STOP,
+        D.D_SPAWN,
+        D.D_SEND,
+        D.D_EVENTS,
+        D.D_HELLO,
+        D.D_RESULT,
+        D.D_FINISH,
+        D.D_SLEEP,
+        D.D_WHEREIS,
+        D.D_FOLLOW,
+        D.D_STOP,
     ):
         central.ops[op] = refuse
-    central.ops[P.D_CANCEL] = central.ops[P.D_IDLE] = lambda p, msg: None
+    central.ops[D.D_CANCEL] = central.ops[D.D_IDLE] = lambda p, msg: None
 
 
 def install(central: Central, options: dict[str, Any]) -> None:
@@ -534,9 +534,9 @@ def install(central: Central, options: dict[str, Any]) -> None:
     w = Writer(central, store)
     w.sys_path = [p for p in options.get("sys_path") or [] if isinstance(p, str)]
     central.ops.update({
-        P.D_SPAWN: w.op_spawn, P.D_SEND: w.op_send, P.D_EVENTS: w.op_events, P.D_HELLO: w.op_hello,
-        P.D_RESULT: w.op_result, P.D_CANCEL: w.op_cancel, P.D_FINISH: w.op_finish, P.D_SLEEP: w.op_sleep,
-        P.D_IDLE: w.op_idle, P.D_WHEREIS: w.op_whereis,
+        D.D_SPAWN: w.op_spawn, D.D_SEND: w.op_send, D.D_EVENTS: w.op_events, D.D_HELLO: w.op_hello,
+        D.D_RESULT: w.op_result, D.D_CANCEL: w.op_cancel, D.D_FINISH: w.op_finish, D.D_SLEEP: w.op_sleep,
+        D.D_IDLE: w.op_idle, D.D_WHEREIS: w.op_whereis,
     })  # fmt: skip
     supervised.install(w)
     central.exit_hooks.append(w.on_exit)
