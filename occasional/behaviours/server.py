@@ -16,16 +16,13 @@ from typing import Any
 
 from ..core import api
 from ..core.codec import dumps
-from ..core.context import REPLY_TAG, current
+from ..core.context import current
 from ..core.errors import ProcessExit
 from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
+from .protocol import CALL_TAG, CAST_TAG, REPLY_TAG, STARTED_TAG
 
 log = logging.getLogger("occasional.core")
-
-CALL_TAG = "$call"  # ("$call", caller, ref, request): flat, one tuple to encode
-CAST_TAG = "$cast"  # ("$cast", msg)
-STARTED_TAG = "$started"  # ("$started", token): init returned
 
 
 class _NoReply:

@@ -36,6 +36,7 @@ from ..core.match import ANY
 from ..core.pid import Pid
 from ..core.reasons import format_reason
 from ..durable import supervised as durable_child
+from .protocol import ERROR_TAG, RESTART_TAG
 from .server import Server, Stop, call
 
 log = logging.getLogger("occasional.supervisor")
@@ -44,7 +45,6 @@ STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one"
 RESTARTS = ("permanent", "transient", "temporary")
 AUTO_SHUTDOWN = ("never", "any_significant", "all_significant")
 SPEC_KEYS = ("id", "function", "args", "restart", "shutdown", "significant")
-_RESTART_TAG = "$restart"  # ("$restart", child key): a backoff timer is due
 
 
 class TooManyRestarts(RuntimeError):
@@ -292,7 +292,7 @@ class Supervisor(Server):
     @staticmethod
     def _ask(sup: Any, request: tuple[Any, ...]) -> Any:
         answer = call(sup, request, timeout=None)
-        if type(answer) is tuple and len(answer) == 2 and answer[0] == "$error":
+        if type(answer) is tuple and len(answer) == 2 and answer[0] == ERROR_TAG:
             raise answer[1]
         return answer
 
@@ -351,7 +351,7 @@ class Supervisor(Server):
         try:
             return self._manage(request, st), st
         except Exception as e:  # bad ids, bad specs, a child that failed to start: the caller's error
-            return ("$error", e), st
+            return (ERROR_TAG, e), st
 
     def _manage(self, request: Any, st: _State) -> Any:
         op = request[0]
@@ -419,7 +419,7 @@ class Supervisor(Server):
                 for child in list(st.children):
                     if child.durable_id is not None and child.pid is not None and child.pid.id == 0:
                         self._durable_exited(child, child.durable_id, st)
-        elif type(msg) is tuple and len(msg) == 2 and msg[0] == _RESTART_TAG:
+        elif type(msg) is tuple and len(msg) == 2 and msg[0] == RESTART_TAG:
             for child in st.children:
                 if child.waiting and id(child) == msg[1]:
                     child.waiting = False
@@ -473,7 +473,7 @@ class Supervisor(Server):
             for c in group:
                 c.waiting = True
             self._event(st, child, reason, "restart", delay)
-            self._occ_send_after(delay, (_RESTART_TAG, id(child)))
+            self._occ_send_after(delay, (RESTART_TAG, id(child)))
         else:
             self._event(st, child, reason, "restart")
             self._restart(child, st)

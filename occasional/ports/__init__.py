@@ -29,6 +29,7 @@ from ..core.pid import Port
 from ..sck.frame import FrameError
 from . import driver
 from .logfile import LogFile
+from .protocol import CLOSE, STARTED
 
 __all__ = ["open_port", "close", "LogFile", "FrameError"]
 
@@ -183,8 +184,7 @@ def open_port(
 
     def started(m: Any) -> bool:
         return type(m) is tuple and (
-            (len(m) == 3 and m[0] == driver.STARTED and m[1] == token)
-            or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)
+            (len(m) == 3 and m[0] == STARTED and m[1] == token) or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)
         )
 
     msg = api.receive(started)
@@ -203,7 +203,7 @@ def close(port: Any) -> None:
     ctx = current("occasional.ports.close()")
     if not isinstance(port, Port):
         raise TypeError(f"occasional.ports.close({port!r}): not a Port; pass what open_port() returned")
-    ctx.send_bytes(port.id, codec.dumps(driver.CLOSE))
+    ctx.send_bytes(port.id, codec.dumps(CLOSE))
 
 
 def is_open_port(f: Any) -> bool:

@@ -43,6 +43,7 @@ from ..core.reaping import kill_children
 from ..sck.frame import FrameError
 from .framing import Framer, encoder, frame_out
 from .logfile import LogFile, LogWriter
+from .protocol import CLOSE, STARTED
 
 log = logging.getLogger("occasional.ports")
 
@@ -54,8 +55,6 @@ _HUP = select.EPOLLHUP | select.EPOLLERR
 # the pipe then fills and the executable blocks, instead of the driver's memory.
 _HIGH_WATER = 8 << 20
 
-STARTED = "$port_started"  # (STARTED, token, error_or_None): to the caller of open_port
-CLOSE = ("$port", "close")  # sent by occasional.ports.close
 _EXITED = object()  # put in the mailbox by the pidfd handler
 
 
