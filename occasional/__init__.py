@@ -1,18 +1,34 @@
 """occasional: Erlang-style processes for Python, where every process is a real
 Linux process.
 
-The contract is API.md; this module only re-exports it. Map of the package:
+The contract is API.md; this module only re-exports it. Map of the package,
+top layer first; imports flow one way, down (``cli``, ``up`` -> ``ports``,
+``durable`` -> ``behaviours`` -> ``core`` -> ``sck``), and a lower layer that
+needs an upper one offers a hook or a registry for it to fill
+(tests/test_architecture.py checks the graph):
 
-- ``occasional.core``: central services (process table, names, links,
-  monitors, connection broker, exit detection), the forkserver, the process
-  context and mailbox, matching, reasons, the wire codec. Internal.
-- ``occasional.sck``: length-prefixed frames and fd passing. Internal.
-- ``occasional.behaviours``: Server (gen_server) and Supervisor, on the core.
+- ``occasional.cli``: the ``occasional`` command.
+- ``occasional.up``: ``occasional up`` and its services file, a tree of
+  supervised ports and function services.
 - ``occasional.ports``: native executables as processes (public).
 - ``occasional.durable``: journaled processes that replay after a crash (public).
-- ``occasional.cli``: the ``occasional`` command.
+- ``occasional.behaviours``: Server (gen_server) and Supervisor, on the core;
+  the Supervisor's kinds of child come from a registry that ports and durable
+  fill (``behaviours.child_kinds``).
+- ``occasional.core``: central services: dispatch and exit propagation
+  (``central``), the process table, the only writer of processes, names,
+  links and monitors (``table``), core's request handlers (``requests``),
+  the transport (``transport``), reaping with pidfds (``reaping``), the
+  control socket (``control``), boot (``boot``); the forkserver; a process's
+  side: its context (``context``), mailbox (``mailbox``) and peer sockets
+  (``peers``); matching, reasons, the wire codec and the op codes
+  (``protocol``). Internal, but for the surface extensions use (``Central``'s
+  public methods, ``Context``'s, ``protocol.add_ops``).
+- ``occasional.sck``: length-prefixed frames and fd passing. Internal.
 - ``occasional.testing``: our pytest plugin, opt-in (``-p occasional.testing.plugin``),
   and ``run`` for tests. Not imported here.
+
+This facade stands above the libraries it re-exports: none of them imports it.
 """
 
 import logging as _logging

@@ -33,7 +33,7 @@ def _load(target: str) -> Callable[..., Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import run
+    from .core.runtime import run
 
     f = _load(args.target)
     try:

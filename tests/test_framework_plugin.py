@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import traceback
 import types
 from collections.abc import Callable
@@ -597,7 +596,10 @@ def _fake_occasional() -> types.ModuleType:
 @pytest.fixture
 def fake_occasional(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     fake = _fake_occasional()
-    monkeypatch.setitem(sys.modules, "occasional", fake)
+    # occasional.testing.remote runs the runtime through these names (issue 11: no facade import).
+    monkeypatch.setattr(occasional.testing.remote, "runtime", fake)
+    monkeypatch.setattr(occasional.testing.remote, "ProcessExit", fake.ProcessExit)
+    monkeypatch.setattr(occasional.testing.remote, "format_reason", fake.format_reason)
     return fake
 
 

@@ -12,15 +12,18 @@ import functools
 import heapq
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core import api
-from ..core.codec import dumps
-from ..core.context import current
+from ..core.codec import dumps, short_repr
+from ..core.context import current, raise_for_reason
 from ..core.errors import ProcessExit
 from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
 from .protocol import CALL_TAG, CAST_TAG, REPLY_TAG, STARTED_TAG
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable
 
 log = logging.getLogger("occasional.core")
 
@@ -63,7 +66,7 @@ class Server:
     def init(self, *args: Any) -> Any:
         return None
 
-    def handle_call(self, request: Any, frm: Any, state: Any) -> Any:
+    def handle_call(self, request: Any, frm: tuple[Pid, Ref], state: Any) -> Any:
         raise TypeError(f"{type(self).__qualname__} got the call {request!r} but defines no handle_call")
 
     def handle_cast(self, msg: Any, state: Any) -> Any:
@@ -100,7 +103,7 @@ class Server:
             )
         token = ctx.new_ref()
         f = functools.partial(_serve, cls, args, ctx.pid, token)
-        pid, ref = api._spawn(f"{cls.__qualname__}.start()", f, (), name, {}, link, True)
+        pid, ref = api.spawn_as(f"{cls.__qualname__}.start()", f, (), name, {}, link, True)
         msg = ctx.receive(
             lambda m: (
                 type(m) is tuple
@@ -111,14 +114,12 @@ class Server:
             ),
             None,
         )
+        assert ref is not None  # spawn_as(..., monitor=True) makes one
         if msg[0] == STARTED_TAG:
             api.demonitor(ref, flush=True)
             return pid
-        reason = msg[3]
-        err = ProcessExit(reason, pid)
-        if reason[0] == "error" and isinstance(reason[1], BaseException):
-            raise err from reason[1]
-        raise err
+        raise_for_reason(pid, msg[3])
+        raise ProcessExit(msg[3], pid)  # it ended normally, but before init returned
 
 
 def _serve(cls: type[Server], args: tuple[Any, ...], parent: Pid, token: Ref) -> None:
@@ -135,7 +136,7 @@ def _describe_serve(f: functools.partial[Any]) -> str:
     return f"{cls.__module__}.{cls.__qualname__} (Server)"
 
 
-# A function attribute, read by core's api._describe for `occasional ps`: core may not import behaviours.
+# A function attribute, read by core's api.describe_function for `occasional ps`: core may not import behaviours.
 _serve._occ_describe = _describe_serve  # type: ignore[attr-defined]
 
 
@@ -190,7 +191,7 @@ def _loop(server: Server, state: Any) -> None:
             raise
 
 
-def _resolve(call: str, dest: Any) -> Pid | None:
+def _resolve(call: str, dest: Pid | str) -> Pid | None:
     if isinstance(dest, Pid):
         return dest
     if type(dest) is str:
@@ -198,7 +199,7 @@ def _resolve(call: str, dest: Any) -> Pid | None:
     raise TypeError(f"{call}: {dest!r} is not an address; pass a Pid or a registered name (str)")
 
 
-def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
+def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
     """Send ``request`` to a Server and wait for its reply.
 
     Monitor-based: a server that does not exist raises ProcessExit with
@@ -210,46 +211,44 @@ def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
         occasional.ProcessExit: the server is gone or ended during the call.
     """
     ctx = current("call()")
-    timeout = api._check_timeout("call()", timeout)
+    seconds = api.check_timeout("call()", timeout)
     pid = _resolve("call()", dest)
     if pid is None:
         raise ProcessExit(("noproc", None), dest)
-    ctx.watch(pid)
     tag = ctx.new_ref()
-    ctx.calling = pid.id
-    ctx.call_down = None
     try:
-        try:
-            payload = dumps((CALL_TAG, ctx.pid, tag, request))
-        except TypeError as e:
-            raise TypeError(f"call(): {e}; nothing was sent") from e.__cause__
-        ctx.send_bytes(pid.id, payload)
-        msg = ctx.receive(lambda m: type(m) is tuple and len(m) == 3 and m[0] == REPLY_TAG and m[1] == tag, timeout)
-        reason = ctx.call_down
+        payload = dumps((CALL_TAG, ctx.pid, tag, request))
+    except TypeError as e:
+        raise TypeError(f"call(): {e}; nothing was sent") from e.__cause__
+    try:
+        msg, reason = ctx.call_process(
+            pid, payload, lambda m: type(m) is tuple and len(m) == 3 and m[0] == REPLY_TAG and m[1] == tag, seconds
+        )
     except TimeoutError:
-        _forget_reply(ctx.mailbox, tag, ctx.dead_aliases)
-        raise TimeoutError(f"call({dest!r}, {request!r}) got no reply within {timeout} s") from None
-    finally:
-        ctx.calling = None
-        ctx.call_down = None
+        # The caller gave up: a reply already here goes, a later one is
+        # dropped on arrival, so none is ever received (issue 4).
+        if not ctx.discard_message(lambda m: _reply_ref(m) == tag):
+            ctx.drop_on_arrival(tag, _reply_ref)
+        assert seconds is not None  # only a call with a timeout times out
+        server = "" if isinstance(dest, Pid) else f" from {pid!r}"
+        raise TimeoutError(
+            f"call({dest!r}, {short_repr(request)}): no reply{server} within {api.format_seconds(seconds)} s"
+        ) from None
     if msg is not None:
         return msg[2]
-    assert reason is not None  # receive() returns None only once call_down is set
-    err = ProcessExit(reason, pid)
-    if reason[0] == "error" and isinstance(reason[1], BaseException):
-        raise err from reason[1]
-    raise err
+    assert reason is not None  # call_process returns no message only with the server's reason
+    raise_for_reason(pid, reason)
+    raise ProcessExit(reason, pid)  # it ended normally, but before it replied
 
 
-def _forget_reply(mailbox: Any, ref: Ref, dead: set[Ref]) -> None:
-    for i, m in enumerate(mailbox):
-        if type(m) is tuple and len(m) == 3 and m[0] == REPLY_TAG and m[1] == ref:
-            del mailbox[i]
-            return
-    dead.add(ref)
+def _reply_ref(msg: Any) -> Hashable | None:
+    """The ref a reply answers, for any message: None for one that is no reply."""
+    if type(msg) is tuple and len(msg) == 3 and msg[0] == REPLY_TAG and isinstance(msg[1], Ref):
+        return msg[1]
+    return None
 
 
-def cast(dest: Any, msg: Any) -> None:
+def cast(dest: Pid | str, msg: Any) -> None:
     """Send ``msg`` to a Server's handle_cast; never fails, even to a dead
     server or a name nobody holds."""
     current("cast()")
@@ -258,7 +257,7 @@ def cast(dest: Any, msg: Any) -> None:
         api.send(pid, (CAST_TAG, msg))
 
 
-def reply(frm: Any, value: Any) -> None:
+def reply(frm: tuple[Pid, Ref], value: Any) -> None:
     """Answer a call: ``frm`` is what handle_call received."""
     if not (type(frm) is tuple and len(frm) == 2 and isinstance(frm[0], Pid) and isinstance(frm[1], Ref)):
         raise TypeError(f"reply({frm!r}, ...): pass the frm that handle_call received")

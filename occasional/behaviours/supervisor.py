@@ -10,41 +10,45 @@ child never is, not even when a sibling's restart stopped it); more than
 ``backoff=(first_s, max_s)`` delays repeated restarts of one child, from a
 timer of the supervisor, so it keeps answering management calls meanwhile.
 
-A child is a function (a linked process), a Server subclass, a partial of
-``Supervisor.start`` (a subtree), of ``ports.open_port`` or of
-``durable.spawn``. A durable child is the durable process, followed across
-the incarnations the runtime starts; only its final reason is an exit, and
-one that returned is never started again, even when permanent
-(occasional/durable/supervised.py).
+A child is a function (a linked process) or a kind of child that the
+registry knows (occasional/behaviours/child_kinds.py): a Server subclass, a
+partial of ``Supervisor.start`` (a subtree), of ``ports.open_port`` or of
+``durable.spawn``, or a kind of the user's own. A followed kind (a durable
+process) is followed across the incarnations the runtime starts; only its
+final reason is an exit, and one its kind says ended for good (a durable
+process that returned) is never started again, even when permanent.
+Specs and options are checked in occasional/behaviours/specs.py.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .. import ports
 from ..core import api
 from ..core.context import current
 from ..core.errors import ProcessExit
 from ..core.match import ANY
 from ..core.pid import Pid
 from ..core.reasons import format_reason
-from ..durable import supervised as durable_child
+from .child_kinds import (
+    ChildKind as ChildKind,
+    Ended,
+    FollowedChildKind as FollowedChildKind,
+    add_child_kind as add_child_kind,
+    child_kind_of,
+)
 from .protocol import ERROR_TAG, RESTART_TAG
 from .server import Server, Stop, call
+from .specs import ChildSpec as ChildSpec, SupervisorOptions, check_children, check_significant
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 log = logging.getLogger("occasional.supervisor")
-
-STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
-RESTARTS = ("permanent", "transient", "temporary")
-AUTO_SHUTDOWN = ("never", "any_significant", "all_significant")
-SPEC_KEYS = ("id", "function", "args", "restart", "shutdown", "significant")
 
 
 class TooManyRestarts(RuntimeError):
@@ -93,144 +97,6 @@ def _is_shutdown(reason: Any) -> bool:
     return type(detail) is str and detail == "shutdown"
 
 
-def _is_server_start(f: Any) -> bool:
-    """A Server subclass, its bound ``start``, or a partial of either."""
-    while isinstance(f, functools.partial):
-        f = f.func
-    if isinstance(f, type):
-        return issubclass(f, Server)
-    owner = getattr(f, "__self__", None)
-    return isinstance(owner, type) and issubclass(owner, Server) and getattr(f, "__name__", None) == "start"
-
-
-def _spawn_args(f: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The arguments a partial of durable.spawn passes it: (id, f, *args)."""
-    while isinstance(f, functools.partial):
-        args = f.args + args
-        f = f.func
-    return args
-
-
-def _durable_id(f: Any, args: tuple[Any, ...]) -> str:
-    return _spawn_args(f, args)[0]
-
-
-@dataclass(frozen=True)
-class ChildSpec:
-    id: str
-    function: Any
-    args: tuple[Any, ...] = ()
-    restart: str = "permanent"
-    shutdown: float | str = 5.0
-    significant: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id:
-            raise TypeError(f"child spec id={self.id!r} is not a non-empty string; give each child a string id")
-        if not callable(self.function):
-            raise TypeError(
-                f"child {self.id!r}: function={self.function!r} is not callable; "
-                "pass a function, a Server subclass or a partial of Supervisor.start"
-            )
-        if type(self.args) is not tuple:
-            raise TypeError(f"child {self.id!r}: args={self.args!r} is not a tuple; pass the arguments as a tuple")
-        if durable_child.is_spawn(self.function):
-            full = _spawn_args(self.function, self.args)
-            if (full and (not isinstance(full[0], str) or not full[0])) or (len(full) > 1 and not callable(full[1])):
-                raise TypeError(
-                    f"child {self.id!r}: {self.function!r} does not start a durable process; "
-                    "use functools.partial(durable.spawn, id, f, *args) with a non-empty string id and a callable f"
-                )
-        if self.restart not in RESTARTS:
-            raise ValueError(
-                f"child {self.id!r}: restart={self.restart!r} is not a restart type; use 'permanent', 'transient' or 'temporary'"
-            )
-        s = self.shutdown
-        if s != "brutal_kill" and (
-            isinstance(s, bool) or not isinstance(s, (int, float)) or not s >= 0 or math.isnan(s)
-        ):
-            raise ValueError(f"child {self.id!r}: shutdown={s!r} is not a shutdown; use seconds >= 0 or 'brutal_kill'")
-        if not isinstance(self.significant, bool):
-            raise TypeError(f"child {self.id!r}: significant={self.significant!r} is not True or False")
-        if self.significant and self.restart == "permanent":
-            raise ValueError(
-                f"child {self.id!r}: a significant child must be 'transient' or 'temporary', not 'permanent'"
-            )
-
-    @classmethod
-    def from_dict(cls, spec: Any) -> ChildSpec:
-        if isinstance(spec, ChildSpec):
-            return spec
-        if not isinstance(spec, dict):
-            raise TypeError(f"child spec {spec!r} is not a dict; write it as {{'id': ..., 'function': ...}}")
-        unknown = [k for k in spec if k not in SPEC_KEYS]
-        if unknown:
-            raise ValueError(
-                f"child spec {spec!r} has an unknown key {unknown[0]!r}; the keys are {', '.join(SPEC_KEYS)}"
-            )
-        for key in ("id", "function"):
-            if key not in spec:
-                raise ValueError(f"child spec {spec!r} has no {key!r}; 'id' and 'function' are required")
-        return cls(**spec)
-
-
-@dataclass(frozen=True)
-class _Options:
-    strategy: str
-    intensity: int
-    period: float
-    backoff: tuple[float, float] | None
-    auto_shutdown: str
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy={self.strategy!r} is not a strategy; use one of {', '.join(STRATEGIES)}")
-        if isinstance(self.intensity, bool) or not isinstance(self.intensity, int) or self.intensity < 0:
-            raise ValueError(f"intensity={self.intensity!r} is not a number of restarts; use an int >= 0")
-        if isinstance(self.period, bool) or not isinstance(self.period, (int, float)) or not self.period > 0:
-            raise ValueError(f"period={self.period!r} is not a period; use seconds > 0")
-        b = self.backoff
-        if b is not None and not (
-            type(b) in (tuple, list)
-            and len(b) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
-            and 0 < b[0] <= b[1]
-        ):
-            raise ValueError(f"backoff={b!r} is not a backoff; use (first_s, max_s) with 0 < first_s <= max_s")
-        if self.auto_shutdown not in AUTO_SHUTDOWN:
-            raise ValueError(f"auto_shutdown={self.auto_shutdown!r}; use one of {', '.join(AUTO_SHUTDOWN)}")
-        if self.strategy == "simple_one_for_one" and self.auto_shutdown != "never":
-            # OTP refuses this pair as bad_combination when it checks the
-            # supervisor flags (supervisor.erl); we follow it (issue 10).
-            raise ValueError(
-                f"strategy='simple_one_for_one' cannot have auto_shutdown={self.auto_shutdown!r} (OTP refuses it "
-                "too); use auto_shutdown='never' with simple_one_for_one, or another strategy"
-            )
-
-
-def _check_children(specs: Any, strategy: str) -> list[ChildSpec]:
-    if not isinstance(specs, (list, tuple)):
-        raise TypeError(f"children={specs!r} is not a list of child specs")
-    checked = [ChildSpec.from_dict(s) for s in specs]
-    seen: set[str] = set()
-    for spec in checked:
-        if spec.id in seen:
-            raise ValueError(f"two children have the id {spec.id!r}; ids must be unique")
-        seen.add(spec.id)
-    if strategy == "simple_one_for_one" and len(checked) != 1:
-        raise ValueError(f"simple_one_for_one takes exactly one template spec, not {len(checked)}")
-    return checked
-
-
-def _check_significant(specs: list[ChildSpec], auto_shutdown: str) -> None:
-    for spec in specs:
-        if spec.significant and auto_shutdown == "never":
-            raise ValueError(
-                f"child {spec.id!r} is significant, which means nothing with auto_shutdown='never' (as in OTP 24); "
-                "pass auto_shutdown='any_significant' or 'all_significant', or drop significant"
-            )
-
-
 @dataclass
 class _Child:
     spec: ChildSpec
@@ -241,7 +107,8 @@ class _Child:
     last_exit: float = 0.0
     waiting: bool = False  # a backoff timer will restart it
     restarts: int = 0  # every restart so far, for `occasional ps`
-    durable_id: str | None = None  # a durable child: the id it follows (durable/supervised.py)
+    kind: ChildKind | None = None  # None: a plain function
+    key: str | None = None  # a followed kind's child: what it is followed by
 
     @property
     def id(self) -> str:
@@ -250,7 +117,7 @@ class _Child:
 
 @dataclass
 class _State:
-    opts: _Options
+    opts: SupervisorOptions
     children: list[_Child]
     template: ChildSpec | None = None
     restarts: deque[float] = field(default_factory=deque)
@@ -258,14 +125,18 @@ class _State:
 
 
 class Supervisor(Server):
-    """An Erlang/OTP supervisor. Start it with ``Supervisor.start(children, ...)``."""
+    """An Erlang/OTP supervisor. Start it with ``Supervisor.start(children, ...)``.
+
+    The management calls take the supervisor as its pid or registered name, and
+    a child by its id (for simple_one_for_one, by its pid).
+    """
 
     __module__ = "occasional"
 
     @classmethod
     def start(  # type: ignore[override]  # takes child specs and options, not init's *args, as OTP's supervisor:start_link does
         cls,
-        children: Any,
+        children: Sequence[dict[str, Any] | ChildSpec],
         *,
         strategy: str = "one_for_one",
         intensity: int = 1,
@@ -281,28 +152,29 @@ class Supervisor(Server):
         raises ProcessExit. Specs and options are checked here, in the
         caller, before any process starts.
         """
-        # tuple() of the list a user may pass has no length in its type; _Options checks that it is two.
-        opts = _Options(strategy, intensity, period, tuple(backoff) if backoff is not None else None, auto_shutdown)  # type: ignore[arg-type]
-        specs = _check_children(children, strategy)
-        _check_significant(specs, opts.auto_shutdown)
+        # A user may pass a list; SupervisorOptions checks that it is a pair.
+        pair = None if backoff is None else cast("tuple[float, float]", tuple(backoff))
+        opts = SupervisorOptions(strategy, intensity, period, pair, auto_shutdown)
+        specs = check_children(children, strategy)
+        check_significant(specs, opts.auto_shutdown)
         return super().start(opts, specs, name=name, link=link)
 
     # -- management (classmethods called from any process) --------------------------
 
     @staticmethod
-    def _ask(sup: Any, request: tuple[Any, ...]) -> Any:
+    def _ask(sup: Pid | str, request: tuple[Any, ...]) -> Any:
         answer = call(sup, request, timeout=None)
         if type(answer) is tuple and len(answer) == 2 and answer[0] == ERROR_TAG:
             raise answer[1]
         return answer
 
     @classmethod
-    def which_children(cls, sup: Any) -> list[tuple[str, Pid | None, str]]:
+    def which_children(cls, sup: Pid | str) -> list[tuple[str, Pid | None, str]]:
         """``(id, pid or None, restart)`` for each child, in start order."""
         return cls._ask(sup, ("which_children",))
 
     @classmethod
-    def start_child(cls, sup: Any, spec_or_args: Any) -> Pid:
+    def start_child(cls, sup: Pid | str, spec_or_args: dict[str, Any] | ChildSpec | tuple[Any, ...]) -> Pid:
         """Add and start a child (a spec; for simple_one_for_one, a tuple of extra args)."""
         if isinstance(spec_or_args, dict):
             spec_or_args = ChildSpec.from_dict(spec_or_args)
@@ -313,23 +185,23 @@ class Supervisor(Server):
         return cls._ask(sup, ("start_child", spec_or_args))
 
     @classmethod
-    def terminate_child(cls, sup: Any, id: Any) -> None:
+    def terminate_child(cls, sup: Pid | str, id: str | Pid) -> None:
         """Stop a child; its spec stays (restart_child starts it again)."""
         cls._ask(sup, ("terminate_child", id))
 
     @classmethod
-    def restart_child(cls, sup: Any, id: Any) -> Pid:
+    def restart_child(cls, sup: Pid | str, id: str | Pid) -> Pid:
         """Start a terminated child again."""
         return cls._ask(sup, ("restart_child", id))
 
     @classmethod
-    def delete_child(cls, sup: Any, id: Any) -> None:
+    def delete_child(cls, sup: Pid | str, id: str | Pid) -> None:
         """Remove a terminated child's spec."""
         cls._ask(sup, ("delete_child", id))
 
     # -- the supervisor process ----------------------------------------------------------
 
-    def init(self, opts: _Options, specs: list[ChildSpec]) -> _State:
+    def init(self, opts: SupervisorOptions, specs: list[ChildSpec]) -> _State:
         api.trap_exits(True)
         st = _State(opts, [])
         me = api.slf()
@@ -370,7 +242,7 @@ class Supervisor(Server):
             else:
                 if not isinstance(arg, ChildSpec):
                     raise TypeError(f"start_child: pass a child spec dict, not {arg!r}")
-                _check_significant([arg], st.opts.auto_shutdown)
+                check_significant([arg], st.opts.auto_shutdown)
                 if any(c.id == arg.id for c in st.children):
                     raise ValueError(f"start_child: a child with the id {arg.id!r} already exists")
                 child = _Child(arg)
@@ -406,19 +278,20 @@ class Supervisor(Server):
     def handle_info(self, msg: Any, st: _State) -> _State:
         if type(msg) is tuple and len(msg) == 3 and msg[0] == "EXIT":
             for child in st.children:
-                # By id: the EXIT names a plain Pid, a durable child's pid is a DurablePid.
+                # By id: the EXIT names a plain Pid, a followed child's pid may be
+                # of a subclass (a DurablePid).
                 if child.pid is not None and child.pid.id == msg[1].id:
-                    if child.durable_id is not None:
-                        self._durable_exited(child, child.durable_id, st)
+                    if child.key is not None:
+                        self._incarnation_ended(child, st)
                     else:
                         self._exited(child, msg[2], st)
                     break
             else:
-                # An incarnation that started while its durable child slept
-                # (linked to us by central) has no pid here yet.
+                # An incarnation that started while its followed child had no
+                # process (a durable process asleep) has no pid here yet.
                 for child in list(st.children):
-                    if child.durable_id is not None and child.pid is not None and child.pid.id == 0:
-                        self._durable_exited(child, child.durable_id, st)
+                    if child.key is not None and child.pid is not None and child.pid.id == 0:
+                        self._incarnation_ended(child, st)
         elif type(msg) is tuple and len(msg) == 2 and msg[0] == RESTART_TAG:
             for child in st.children:
                 if child.waiting and id(child) == msg[1]:
@@ -433,21 +306,22 @@ class Supervisor(Server):
 
     # -- restarts -------------------------------------------------------------------------
 
-    def _durable_exited(self, child: _Child, durable_id: str, st: _State) -> None:
-        """An incarnation of a durable child ended: only the durable process's
-        final end is an exit of the child (durable/supervised.py)."""
-        state, value = durable_child.follow(durable_id)
-        if state == "done":
-            self._exited(child, value, st)
+    def _incarnation_ended(self, child: _Child, st: _State) -> None:
+        """An incarnation of a followed child ended: only the child's final end
+        is an exit of the child (FollowedChildKind)."""
+        assert isinstance(child.kind, FollowedChildKind) and child.key is not None
+        now = child.kind.follow(child.key)
+        if isinstance(now, Ended):
+            self._exited(child, now.reason, st)
         else:
-            child.pid = value  # the runtime started it again, or it sleeps
+            child.pid = now  # the runtime started it again, or it has no process now
 
     def _exited(self, child: _Child, reason: Any, st: _State) -> None:
         child.pid = None
         restart = child.spec.restart
-        # A durable process that returned is finished for good: its id never
-        # runs again (API.md section 7), so not even 'permanent' restarts it.
-        finished = child.durable_id is not None and reason[0] == "ok"
+        # A child its kind says ended for good is not restarted, not even when
+        # 'permanent': a durable process that returned never runs again (API.md section 7).
+        finished = child.kind is not None and child.kind.ends_for_good(reason)
         if restart == "temporary" or (restart == "transient" and _is_shutdown(reason)) or finished:
             if restart == "temporary" or st.template is not None:
                 st.children.remove(child)
@@ -540,32 +414,28 @@ class Supervisor(Server):
     def _start_child(self, child: _Child) -> None:
         spec = child.spec
         args = spec.args + child.extra
-        if durable_child.is_spawn(spec.function):
-            # The durable process, followed across its incarnations; None
-            # when it has returned already (as OTP's ``ignore``).
-            state, value = durable_child.start(spec.function, args)
-            child.durable_id = _durable_id(spec.function, args)
-            child.pid = None if state == "done" else value
-        elif _is_server_start(spec.function) or ports.is_open_port(spec.function):
-            f: Any = spec.function
-            start = f.start if isinstance(f, type) and issubclass(f, Server) else f  # a Server subclass, or its start
-            child.pid = start(*args, link=True)
-        else:
+        kind = child.kind = child_kind_of(spec.function)
+        if kind is None:
             if child.prepared is None:
                 child.prepared = api.Prepared(spec.function, args)
             child.pid = api.spawn_prepared(child.prepared, link=True)
+            return
+        child.pid = kind.start(spec.id, spec.function, args)
+        if isinstance(kind, FollowedChildKind):
+            child.key = kind.key(spec.function, args)
 
     def _stop(self, child: _Child) -> None:
         pid = child.pid
         if pid is None:
             return
         child.pid = None
-        if child.durable_id is not None:
+        if child.key is not None:
             # Ended for good with ("killed", "shutdown"), whichever incarnation
             # runs or none (asleep); a kill loses a durable process nothing.
+            assert isinstance(child.kind, FollowedChildKind)
             if pid.id:
                 api.unlink(pid)
-            durable_child.stop(child.durable_id)
+            child.kind.stop(child.key)
             try:
                 api.receive(
                     lambda m: type(m) is tuple and len(m) == 3 and m[0] == "EXIT" and m[1].id == pid.id, timeout=0

@@ -1,7 +1,9 @@
 """The process verbs of the contract (API.md sections 2 to 5).
 
 Each function finds the calling process's context, checks its arguments in
-the caller (STYLE.md, "Errors"), and delegates.
+the caller (STYLE.md, "Errors"), and delegates. The checks and spawn helpers
+without a leading underscore are also for the layers above core (behaviours,
+ports, durable), which start processes and check arguments the same way.
 """
 
 from __future__ import annotations
@@ -9,16 +11,22 @@ from __future__ import annotations
 import functools
 import math
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from . import codec, context as _context, protocol as P
 from .context import current
 from .errors import NoProcess, ProcessExit
-from .match import compile_match
+from .match import compile_match, describe as describe_match
 from .pid import Pid, Port, Ref
 
+if TYPE_CHECKING:
+    from .context import Context
 
-def _describe(f: Any) -> str:
+
+def describe_function(f: Any) -> str:
+    """What ``occasional ps`` shows as a process's function: ``module.qualname``,
+    or what the function's ``_occ_describe`` attribute says (a Server's class)."""
     described = getattr(f, "_occ_describe", None)
     if described is not None:
         return described(f)
@@ -26,7 +34,7 @@ def _describe(f: Any) -> str:
         inner = getattr(f.func, "_occ_describe", None)
         if inner is not None:
             return inner(f)
-        return f"partial({_describe(f.func)})"
+        return f"partial({describe_function(f.func)})"
     module = getattr(f, "__module__", None)
     qualname = getattr(f, "__qualname__", None) or getattr(f, "__name__", None)
     if qualname is None:
@@ -34,19 +42,20 @@ def _describe(f: Any) -> str:
     return f"{module}.{qualname}" if module else qualname
 
 
-def _short_name(f: Any) -> str:
+def short_name(f: Any) -> str:
+    """A function's bare name, for a process title."""
     if isinstance(f, functools.partial):
-        return _short_name(f.func)
+        return short_name(f.func)
     return getattr(f, "__name__", None) or type(f).__name__
 
 
-def _check_pid(call: str, pid: Any) -> Pid:
+def check_pid(call: str, pid: Any) -> Pid:
     if not isinstance(pid, Pid):
         raise TypeError(f"{call}: {pid!r} is not a Pid; pass a pid from spawn(), slf() or whereis()")
     return pid
 
 
-def _check_name(call: str, name: Any) -> str:
+def check_name(call: str, name: Any) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{call}: name={name!r} is not a string; names are strings")
     if not name:
@@ -54,9 +63,10 @@ def _check_name(call: str, name: Any) -> str:
     return name
 
 
-def _spawn(
+def spawn_as(
     call: str, f: Any, args: tuple[Any, ...], name: Any, options: dict[str, Any], link: bool, monitor: bool
 ) -> tuple[Pid, Ref | None]:
+    """Check and spawn ``f(*args)`` for the verb ``call`` (named in every error)."""
     ctx = current(call)
     if options:
         key = next(iter(options))
@@ -67,7 +77,7 @@ def _spawn(
     if not callable(f):
         raise TypeError(f"{call}: {f!r} is not callable; pass a function, lambda, partial or bound method")
     if name is not None:
-        _check_name(call, name)
+        check_name(call, name)
     try:
         prepared = Prepared(f, args)
     except TypeError as e:
@@ -86,8 +96,8 @@ class Prepared:
             self.blob = codec.dump_function(f, args)
         except Exception as e:
             raise TypeError(f"cannot serialize {f!r} or its arguments {args!r}: {e}; nothing was started") from e
-        self.function = _describe(f)
-        self.title = _short_name(f)
+        self.function = describe_function(f)
+        self.title = short_name(f)
 
 
 def spawn_prepared(prepared: Prepared, link: bool) -> Pid:
@@ -95,16 +105,33 @@ def spawn_prepared(prepared: Prepared, link: bool) -> Pid:
     return _spawn_prepared(current("spawn()"), prepared, None, link, False)[0]
 
 
-def _spawn_prepared(
-    ctx: Any, prepared: Prepared, name: str | None, link: bool, monitor: bool, meta: dict[str, Any] | None = None
+def spawn_from(
+    call: str,
+    prepared: Prepared,
+    *,
+    name: str | None = None,
+    link: bool = False,
+    monitor: bool = False,
+    meta: dict[str, Any] | None = None,
 ) -> tuple[Pid, Ref | None]:
-    """``meta``: facts for central's table that ``occasional ps`` shows
-    (``argv`` of a port; a supervisor adds ``restarts`` via ctx.spawn_meta)."""
+    """Spawn from an already serialised function for the verb ``call`` (a
+    port's driver); ``meta``: facts for central's table that ``occasional
+    ps`` shows (a port's ``argv``)."""
+    ctx = current(call)
+    if name is not None:
+        check_name(call, name)
+    return _spawn_prepared(ctx, prepared, name, link, monitor, meta)
+
+
+def _spawn_prepared(
+    ctx: Context, prepared: Prepared, name: str | None, link: bool, monitor: bool, meta: dict[str, Any] | None = None
+) -> tuple[Pid, Ref | None]:
+    # A supervisor adds ``restarts`` to meta via ctx.spawn_meta.
     if ctx.spawn_meta:
         meta = {**ctx.spawn_meta, **(meta or {})}
     ref = ctx.new_ref() if monitor else None
     if ref is not None:
-        ctx.monitors[ref] = None
+        ctx.add_monitor(ref, None)
     title = f"occasional: {name if name is not None else prepared.title}"
     try:
         reply = ctx.call(
@@ -121,15 +148,15 @@ def _spawn_prepared(
         )
     except BaseException:
         if ref is not None:
-            ctx.monitors.pop(ref, None)
+            ctx.drop_monitor(ref)
         raise
     pid = Pid._make(reply[0], reply[1])
     if ref is not None:
-        ctx.monitors[ref] = pid
+        ctx.add_monitor(ref, pid)
     return pid, ref
 
 
-def spawn(f: Any, *args: Any, name: str | None = None, **options: Any) -> Pid:
+def spawn(f: Callable[..., Any], *args: Any, name: str | None = None, **options: Any) -> Pid:
     """Start ``f(*args)`` in a new Linux process and return its Pid.
 
     What happens: f and args are serialised here with dill, central asks the
@@ -140,17 +167,17 @@ def spawn(f: Any, *args: Any, name: str | None = None, **options: Any) -> Pid:
         TypeError: f is not callable, or f or an argument cannot be serialised.
         occasional.NameTaken: ``name`` is held by a live process.
     """
-    return _spawn("spawn()", f, args, name, options, False, False)[0]
+    return spawn_as("spawn()", f, args, name, options, False, False)[0]
 
 
-def spawn_link(f: Any, *args: Any, name: str | None = None, **options: Any) -> Pid:
+def spawn_link(f: Callable[..., Any], *args: Any, name: str | None = None, **options: Any) -> Pid:
     """spawn + link, atomically: the link exists before f runs."""
-    return _spawn("spawn_link()", f, args, name, options, True, False)[0]
+    return spawn_as("spawn_link()", f, args, name, options, True, False)[0]
 
 
-def spawn_monitor(f: Any, *args: Any, name: str | None = None, **options: Any) -> tuple[Pid, Ref]:
+def spawn_monitor(f: Callable[..., Any], *args: Any, name: str | None = None, **options: Any) -> tuple[Pid, Ref]:
     """spawn + monitor, atomically: the DOWN comes even if f ends at once."""
-    pid, ref = _spawn("spawn_monitor()", f, args, name, options, False, True)
+    pid, ref = spawn_as("spawn_monitor()", f, args, name, options, False, True)
     assert ref is not None  # monitor=True makes one
     return pid, ref
 
@@ -160,7 +187,7 @@ def slf() -> Pid:
     return current("slf()").pid
 
 
-def send(dest: Any, msg: Any) -> None:
+def send(dest: Pid | str, msg: Any) -> None:
     """Send ``msg`` to a Pid, a Port or a registered name; never blocks.
 
     Messages from one sender to one receiver arrive in the order sent; a
@@ -204,7 +231,8 @@ def send(dest: Any, msg: Any) -> None:
     ctx.send_bytes(pid_id, payload)
 
 
-def _check_timeout(call: str, timeout: Any) -> float | None:
+def check_timeout(call: str, timeout: Any) -> float | None:
+    """``timeout`` as seconds (None: wait forever, as is ``inf``), or the error naming it."""
     if timeout is None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -220,6 +248,11 @@ def _check_timeout(call: str, timeout: Any) -> float | None:
     return float(timeout)
 
 
+def format_seconds(seconds: float) -> str:
+    """Seconds as an error message says them: ``5``, ``0.25``."""
+    return str(int(seconds)) if float(seconds).is_integer() else repr(seconds)
+
+
 def receive(match: Any = None, timeout: float | None = None) -> Any:
     """Remove and return the oldest message that ``match`` accepts.
 
@@ -233,20 +266,41 @@ def receive(match: Any = None, timeout: float | None = None) -> Any:
     if match is None and timeout is None and not ctx.journaled:
         mailbox = ctx.mailbox
         return mailbox.popleft() if mailbox else ctx.receive(None, None)
-    return ctx.receive(compile_match(match), _check_timeout("receive()", timeout))
+    seconds = check_timeout("receive()", timeout)
+    try:
+        return ctx.receive(compile_match(match), seconds)
+    except TimeoutError:
+        if seconds is None:
+            raise
+        # Say how long and for what (issue 11): a bare "timed out" in a log
+        # does not tell which of a process's receives gave up.
+        raise _receive_timed_out(match, seconds) from None
 
 
-def monitor(pid: Any) -> Ref:
+def _receive_timed_out(match: Any, seconds: float) -> TimeoutError:
+    what = "" if match is None else f"{describe_match(match)}, "
+    which = "message" if match is None else "matching message"
+    if seconds == 0:
+        return TimeoutError(f"receive({what}timeout=0): no {which} in the mailbox")
+    secs = format_seconds(seconds)
+    return TimeoutError(f"receive({what}timeout={secs}): no {which} arrived within {secs} s")
+
+
+def monitor(pid: Pid) -> Ref:
     """Watch ``pid``: the caller gets ``("DOWN", ref, pid, reason)`` exactly once."""
     ctx = current("monitor()")
-    _check_pid(f"monitor({pid!r})", pid)
+    check_pid(f"monitor({pid!r})", pid)
     ref = ctx.new_ref()
-    ctx.monitors[ref] = pid
+    ctx.add_monitor(ref, pid)
     ctx.tell([P.MONITOR, ref.owner, ref.n, pid.id])
     return ref
 
 
-def demonitor(ref: Any, flush: bool = False) -> bool:
+def _is_down_for(ref: Ref) -> Callable[[Any], bool]:
+    return lambda msg: type(msg) is tuple and len(msg) == 4 and msg[0] == "DOWN" and msg[1] == ref
+
+
+def demonitor(ref: Ref, flush: bool = False) -> bool:
     """Stop watching: no DOWN for ``ref`` is delivered after this returns.
 
     ``flush=True`` also removes one already in the mailbox. Returns whether
@@ -255,19 +309,15 @@ def demonitor(ref: Any, flush: bool = False) -> bool:
     ctx = current("demonitor()")
     if not isinstance(ref, Ref):
         raise TypeError(f"demonitor({ref!r}): not a Ref; pass the ref that monitor() or spawn_monitor() returned")
-    active = ctx.monitors.pop(ref, None) is not None
+    active = ctx.drop_monitor(ref)
     if active:
         ctx.tell([P.DEMONITOR, ref.owner, ref.n])
     if flush:
-        mailbox = ctx.mailbox
-        for i, msg in enumerate(mailbox):
-            if type(msg) is tuple and len(msg) == 4 and msg[0] == "DOWN" and msg[1] == ref:
-                del mailbox[i]
-                break
+        ctx.discard_message(_is_down_for(ref))
     return active
 
 
-def link(pid: Any) -> None:
+def link(pid: Pid) -> None:
     """Link the caller and ``pid``, both ways.
 
     When a linked process ends abnormally its partner is killed with
@@ -277,19 +327,19 @@ def link(pid: Any) -> None:
     any other.
     """
     ctx = current("link()")
-    _check_pid(f"link({pid!r})", pid)
+    check_pid(f"link({pid!r})", pid)
     if ctx.call(P.LINK, pid.id):
         return
     if ctx.trapping:
-        ctx.mailbox.append(("EXIT", pid, ("noproc", None)))
+        ctx.post(("EXIT", pid, ("noproc", None)))
         return
     raise ProcessExit(("noproc", None), pid)
 
 
-def unlink(pid: Any) -> None:
+def unlink(pid: Pid) -> None:
     """Remove the link between the caller and ``pid`` (if any)."""
     ctx = current("unlink()")
-    _check_pid(f"unlink({pid!r})", pid)
+    check_pid(f"unlink({pid!r})", pid)
     ctx.call(P.UNLINK, pid.id)
 
 
@@ -306,13 +356,13 @@ def trap_exits(flag: bool = True) -> bool:
     return bool(old)
 
 
-def kill(pid: Any, why: Any = "killed") -> None:
+def kill(pid: Pid, why: Any = "killed") -> None:
     """End ``pid`` unconditionally (SIGKILL to its process group).
 
     Its reason is ``("killed", why)``.
     """
     ctx = current("kill()")
-    _check_pid(f"kill({pid!r})", pid)
+    check_pid(f"kill({pid!r})", pid)
     try:
         why_bytes = codec.dumps(why)
     except TypeError as e:
@@ -329,7 +379,7 @@ def exit_signal(pid: Pid, reason: tuple[str, Any]) -> None:
     ctx.call(P.SIGNAL, pid.id, [kind, codec.dumps(detail)])
 
 
-def register(name: Any, pid: Any = None) -> None:
+def register(name: str, pid: Pid | None = None) -> None:
     """Register ``pid`` (default: the caller) as ``name``.
 
     Raises:
@@ -337,22 +387,22 @@ def register(name: Any, pid: Any = None) -> None:
         TypeError: the name is not a string.
     """
     ctx = current("register()")
-    _check_name(f"register({name!r})", name)
-    target = ctx.pid if pid is None else _check_pid(f"register({name!r}, {pid!r})", pid)
+    check_name(f"register({name!r})", name)
+    target = ctx.pid if pid is None else check_pid(f"register({name!r}, {pid!r})", pid)
     ctx.call(P.REGISTER, name, target.id)
 
 
-def unregister(name: Any) -> None:
+def unregister(name: str) -> None:
     """Free ``name``. Raises ValueError if no process holds it."""
     ctx = current("unregister()")
-    _check_name(f"unregister({name!r})", name)
+    check_name(f"unregister({name!r})", name)
     ctx.call(P.UNREGISTER, name)
 
 
-def whereis(name: Any) -> Pid | None:
+def whereis(name: str) -> Pid | None:
     """The process registered as ``name``, or None."""
     ctx = current("whereis()")
-    _check_name(f"whereis({name!r})", name)
+    check_name(f"whereis({name!r})", name)
     found = ctx.call(P.WHEREIS, name)
     return None if found is None else Pid._make(found[0], found[1])
 
@@ -367,7 +417,7 @@ def processes() -> list[Pid]:
     return [Pid._make(i, o) for i, o in current("processes()").call(P.PROCESSES)]
 
 
-def process_info(pid: Any) -> dict[str, Any] | None:
+def process_info(pid: Pid) -> dict[str, Any] | None:
     """What the runtime knows of a live process, or None if it has ended.
 
     Keys: ``os_pid``, ``name``, ``function``, ``links``, ``monitors`` (the
@@ -375,7 +425,7 @@ def process_info(pid: Any) -> dict[str, Any] | None:
     (a ``time.time()`` value), ``rss_bytes``.
     """
     ctx = current("process_info()")
-    _check_pid(f"process_info({pid!r})", pid)
+    check_pid(f"process_info({pid!r})", pid)
     info = ctx.call(P.INFO, pid.id)
     if info is None:
         return None

@@ -43,6 +43,16 @@ def main(argv: list[str]) -> None:
     prctl.set_child_subreaper(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     owner_sock = socket.socket(fileno=owner_fd)
+    fs_sock, fs_pid = _fork_forkserver(owner_sock)
+    set_title("occasional: central")
+    logs.to_stderr()
+    _raise_fd_limit()
+    _run(owner_sock, owner_pid, hidden, fs_sock, fs_pid, argv[3] if len(argv) > 3 else "{}")
+    os._exit(0)
+
+
+def _fork_forkserver(owner_sock: socket.socket) -> tuple[socket.socket, int]:
+    """Fork the forkserver, first of all (it must be a clean interpreter); central's socket to it and its pid."""
     fs_sock, fs_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     me = os.getpid()
     fs_pid = os.fork()
@@ -56,10 +66,13 @@ def main(argv: list[str]) -> None:
         finally:
             os._exit(70)
     fs_theirs.close()
-    set_title("occasional: central")
-    logs.to_stderr()
-    _raise_fd_limit()
+    return fs_sock, fs_pid
 
+
+def _run(
+    owner_sock: socket.socket, owner_pid: int, hidden: bool, fs_sock: socket.socket, fs_pid: int, hooks: str
+) -> None:
+    """Central's event loop, from the hooks to the end of shutdown."""
     # Imported after the fork: the forkserver needs neither.
     import asyncio
 
@@ -68,33 +81,26 @@ def main(argv: list[str]) -> None:
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     central = Central(loop, owner_sock, owner_pid, hidden, fs_sock, fs_pid)
-    # uvloop keeps SIGCHLD for itself: a pidfd tells at once when the
-    # forkserver ends, and a slow timer reaps orphans central adopted.
-    central.fs_pidfd = os.pidfd_open(fs_pid)
-    loop.add_reader(central.fs_pidfd, central.on_sigchld)
-    central.reap_periodically()
-    _install_hooks(central, owner_sock, argv[3] if len(argv) > 3 else "{}")
+    central.reap_periodically()  # a slow timer reaps orphans central adopted (uvloop keeps SIGCHLD)
+    _install_hooks(central, owner_sock, hooks)
     # Ready only once the hooks ran: a journal that cannot be opened fails the
     # start, not the first durable call.
-    first = central.procs[min(central.procs)]
-    if first.conn is not None:  # None only once the owner is gone: then nobody waits for READY
-        first.conn.send([P.READY, first.id, owner_pid])
+    owner = central.table.owner
+    if owner is not None and owner.conn is not None:  # None once the owner is gone: nobody waits for READY
+        owner.conn.send([P.READY, owner.id, owner_pid])
     lsock = control.listen(os.getpid())
     if lsock is not None:
-        central.control = control.Server(loop, lsock, central.table)
+        central.control = control.Server(loop, lsock, lambda: control.snapshot(central.table, central.started_at))
     loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(central.shutdown(None)))
     loop.run_until_complete(central.stopped)
     # Let the last replies reach their sockets before the process exits.
-    owner = [p for p in central.procs.values() if p.owner]
-    for p in owner:
-        if p.conn is not None and p.conn.out:
-            p.conn.sock.setblocking(True)
-            for data, _fds in p.conn.out:
-                try:
-                    p.conn.sock.sendall(data)
-                except OSError:
-                    break
-    os._exit(0)
+    if owner is not None and owner.conn is not None and owner.conn.out:
+        owner.conn.sock.setblocking(True)
+        for data, _fds in owner.conn.out:
+            try:
+                owner.conn.sock.sendall(data)
+            except OSError:
+                break
 
 
 def _install_hooks(central: Central, owner_sock: socket.socket, spec: str) -> None:

@@ -1,12 +1,18 @@
-"""Central services: the process table, names, links, monitors, the
-connection broker and exit detection, on one uvloop event loop.
+"""Central services: request dispatch and exit propagation, on one uvloop event loop.
 
 Started by the interpreter that starts a runtime (``occasional.core.boot``,
 which forks the forkserver before anything else, so that one is a clean
-interpreter). Every process holds one Unix socket to
-central. A process has ended when central has its wait status, or has seen
-EOF on its socket after it reported its reason (ARCHITECTURE.md, "Central
-services"). Central never unpickles user data: user values cross it as bytes.
+interpreter). Every process holds one Unix socket to central. A process has
+ended when central has its wait status, or has seen EOF on its socket after
+it reported its reason (ARCHITECTURE.md, "Central services"). Central never
+unpickles user data: user values cross it as bytes.
+
+What lives where (issue 11): the process table (rows, names, links,
+monitors) in :mod:`.table`, the sockets in :mod:`.transport`, signalling and
+reaping in :mod:`.reaping`, the handlers of core's requests in
+:mod:`.requests`, ``occasional ps`` in :mod:`.control`. Code that runs inside
+central (the durable journal; nodes and sockets next) extends it through the
+methods under "extensions" below, and through nothing else.
 """
 
 from __future__ import annotations
@@ -16,18 +22,22 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from . import control, protocol as P
-from .reaping import children, kill_children, reap_ended
+from . import protocol as P
+from .reaping import children, kill_children_soon, open_pidfd, reap_ended, sigkill, signal_process
 from .reasons import reason_from_status
+from .requests import Requests
+from .table import Proc, Table
 from .transport import Conn
 
 if TYPE_CHECKING:
     import asyncio
+
+    from . import control
 
 log = logging.getLogger("occasional.core")
 
@@ -37,68 +47,13 @@ _STOP_REASON = ["killed", _packb("runtime stopped")]
 # Ends worth a warning when no process watches: not a normal return, not a
 # kill the runtime was asked for, not the echo of a linked partner's end.
 _UNWATCHED_KINDS = ("error", "exitcode", "signal")
+# How long shutdown waits for the processes it killed, then for the forkserver
+# (before and after a SIGKILL), in seconds.
+_STOP_PROCESSES_S = 3.0
+_STOP_FORKSERVER_S = 1.0
 
-
-class Proc:
-    """One row of the process table."""
-
-    __slots__ = (
-        "id",
-        "os_pid",
-        "conn",
-        "name",
-        "function",
-        "links",
-        "monitored_by",
-        "monitoring",
-        "trapping",
-        "started_at",
-        "reported",
-        "kill_reason",
-        "status",
-        "hidden",
-        "own_group",
-        "owner",
-        "forked_waiters",
-        "finalized",
-        "summary",
-        "argv",
-        "restarts",
-        "started_mono",
-        "child_id",
-        "pidfd",
-    )
-
-    def __init__(self, id: int, function: str) -> None:
-        self.id = id
-        self.os_pid: int | None = None
-        self.conn: Conn | None = None
-        self.name: str | None = None
-        self.function = function
-        self.links: set[int] = set()
-        self.monitored_by: dict[tuple[int, int], int] = {}  # ref -> watcher id
-        self.monitoring: dict[tuple[int, int], int] = {}  # ref -> watched id
-        self.trapping = False
-        self.started_at = time.time()
-        self.reported: list[Any] | None = None
-        self.kill_reason: list[Any] | None = None
-        self.status: int | None = None
-        self.hidden = False
-        self.own_group = True
-        self.owner = False
-        # Run once the forkserver reports the fork (True) or its failure (False):
-        # answers that need the Linux pid wait here (spawn, whereis, connect).
-        self.forked_waiters: list[Callable[[bool], None]] = []
-        self.finalized = False
-        self.summary = ""
-        self.argv: list[str] | None = None  # a port's executable and arguments
-        self.restarts = 0  # as its supervisor counted them
-        self.child_id: str | None = None  # its id in its supervisor's children
-        self.started_mono = time.monotonic()
-        # A pidfd for its Linux process while central knows it alive: every
-        # signal goes through it, never through a pid that may have been
-        # reused by then (issue 10; see _open_pidfd).
-        self.pidfd = -1
+Handler = Callable[[Proc, list[Any]], None]
+ExitHook = Callable[[Proc, list[Any]], bool]
 
 
 class Central:
@@ -112,54 +67,117 @@ class Central:
         fs_pid: int,
     ) -> None:
         self.loop = loop
-        self.procs: dict[int, Proc] = {}
-        self.by_os_pid: dict[int, Proc] = {}
-        self.names: dict[str, int] = {}
-        self.next_id = 0
+        self.table = Table()
         self.fs_pid = fs_pid
         self.fs_lost: str | None = None
         self.stopping = False
         self.stopped = loop.create_future()
         self.fs = Conn(loop, fs_sock, self._on_forkserver, self._on_forkserver_eof)
-        self.fs_pidfd = -1
-        # Run after a process is finalized, with its wire reason: hooks that
-        # extensions install (the durable journal restarts its processes).
-        # A hook returns True when it takes care of that end (the durable
-        # journal starts the process again), so it is not an end nobody watches.
-        self.exit_hooks: list[Callable[[Proc, list[Any]], bool]] = []
+        # uvloop keeps SIGCHLD for itself: the forkserver's pidfd tells at once
+        # when it ends (on_sigchld reaps it), and a slow timer reaps orphans.
+        self.fs_pidfd = os.pidfd_open(fs_pid)
+        self.fs_ended: asyncio.Future[int] = loop.create_future()  # its wait status, once reaped
+        loop.add_reader(self.fs_pidfd, self.on_sigchld)
+        self._ops: dict[int, Handler] = {}
+        # Run after a process is finalized, with its wire reason (add_exit_hook).
+        self._exit_hooks: list[ExitHook] = []
+        self._users_ended: asyncio.Future[None] | None = None  # set in shutdown
         self.control: control.Server | None = None  # what `occasional ps` reads
         self.started_at = time.time()
-        owner = self._new_proc("<owner>")
-        owner.os_pid = owner_pid
-        owner.own_group = False
-        owner.owner = True
+        owner = self.table.new("<owner>", owner=True)
         owner.hidden = hidden_owner
-        self.by_os_pid[owner_pid] = owner
-        _open_pidfd(owner)
+        self.table.forked(owner, owner_pid)
+        owner.pidfd = open_pidfd(owner_pid)
         self._attach(owner, owner_sock)
-        self.ops: dict[int, Callable[[Proc, list[Any]], None]] = {
-            P.SPAWN: self.op_spawn, P.CONNECT: self.op_connect, P.MONITOR: self.op_monitor,
-            P.DEMONITOR: self.op_demonitor, P.LINK: self.op_link, P.UNLINK: self.op_unlink,
-            P.TRAP: self.op_trap, P.KILL: self.op_kill, P.REGISTER: self.op_register,
-            P.UNREGISTER: self.op_unregister, P.WHEREIS: self.op_whereis,
-            P.REGISTERED: self.op_registered, P.PROCESSES: self.op_processes, P.INFO: self.op_info,
-            P.EXIT: self.op_exit, P.STOP: self.op_stop, P.SIGNAL: self.op_signal,
-        }  # fmt: skip
+        # Core's own requests go through the same table as an extension's.
+        self.add_ops("core", Requests(self).handlers())
 
-    # -- table -------------------------------------------------------------------
+    # -- extensions (issue 11: the surface code inside central builds on) ------------
 
-    def _new_proc(self, function: str) -> Proc:
-        self.next_id += 1
-        p = Proc(self.next_id, function)
-        self.procs[p.id] = p
-        return p
+    def add_ops(self, owner: str, handlers: Mapping[int, Handler]) -> None:
+        """Handle the requests ``handlers`` names, each an op code ``owner``
+        claimed with ``protocol.add_ops`` (ValueError naming the code and its
+        holder otherwise). A code handled already gets the new handler."""
+        P.check_owned(owner, handlers)
+        self._ops.update(handlers)
+
+    def add_exit_hook(self, hook: ExitHook) -> None:
+        """Run ``hook(p, wire_reason)`` after each process is finalized. It
+        returns True when it takes care of that end (the durable journal starts
+        the process again), so the end is not logged as one nobody watches."""
+        self._exit_hooks.append(hook)
+
+    def refusal(self) -> str | None:
+        """Why no new process can start now, or None when one can."""
+        if self.fs_lost is not None:
+            return f"{self.fs_lost}; start a new runtime"
+        if self.stopping:
+            return "the runtime is stopping"
+        if self.fs.eof:  # its status is not known yet (_forkserver_ended)
+            return "the runtime's forkserver ended; start a new runtime"
+        return None
+
+    def start_process(
+        self, function: str, blob: bytes, sys_path: list[str], title: str, *, hidden: bool = False
+    ) -> Proc:
+        """A new process running ``blob`` (a function and its arguments as codec
+        dumps them): its row, its socket to central, and the forkserver's fork.
+        Its Linux pid comes later (``when_forked``). Check ``refusal()`` first."""
+        why = self.refusal()
+        if why is not None:
+            raise RuntimeError(f"cannot start {function}: {why}")
+        child = self.table.new(function)
+        child.hidden = hidden
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._attach(child, mine)
+        self.fs.send([P.FORK, child.id, blob, sys_path, title], [theirs.detach()])
+        return child
+
+    def when_forked(self, p: Proc, callback: Callable[[bool], None]) -> None:
+        """Run ``callback(ok)`` once the forkserver reported ``p``'s fork (True)
+        or that it never ran (False, ``p.fork_error`` says why); at once if known."""
+        if p.os_pid is None:
+            p.forked_waiters.append(callback)
+        else:
+            callback(p.os_pid != 0)
+
+    def lookup(self, pid_id: Any) -> Proc | None:
+        """The live process ``pid_id`` (any value a process sent), or None."""
+        return self.table.lookup(pid_id)
+
+    def link(self, a: Proc, b: Proc) -> None:
+        self.table.link(a, b)
+
+    def unlink(self, a: Proc, b: Proc) -> None:
+        self.table.unlink(a, b.id)
+
+    def reply(self, p: Proc, req: int, value: Any) -> None:
+        if p.conn is not None:
+            p.conn.send(P.reply(req, value))
+
+    def error(self, p: Proc, req: int, name: str, *args: Any) -> None:
+        """An error answer: the caller raises ``name(*args)`` (core/context.py _ERRORS)."""
+        if p.conn is not None:
+            p.conn.send(P.error(req, name, *args))
+
+    def kill(self, p: Proc, reason: list[Any]) -> None:
+        """End ``p`` with ``reason`` (a wire reason); nothing for a finalized one."""
+        if p.finalized:
+            return
+        if p.kill_reason is None:
+            p.kill_reason = reason
+        if p.os_pid is None:
+            return  # killed at FORKED
+        self._end_process(p)
+
+    # -- dispatch --------------------------------------------------------------------
 
     def _attach(self, p: Proc, sock: socket.socket) -> None:
         def on_frame(msg: list[Any]) -> None:
             op = msg[0]
             # An op code that is not an int (unhashable, or a float equal to
             # one) is unknown: it must not reach the dict lookup (issue 10).
-            handler = self.ops.get(op) if type(op) is int else None
+            handler = self._ops.get(op) if type(op) is int else None
             if handler is None:
                 self._refuse(p, msg, f"a control frame with an unknown op code {P.short_repr(op)}")
                 return
@@ -182,7 +200,7 @@ class Central:
                 # to central cannot be part of the runtime (API.md section 10).
                 log.warning("process %s broke its connection to central: %s", p.id, error)
                 if not p.owner:
-                    self._kill(p, ["killed", _packb(f"its connection to central broke: {error}")])
+                    self.kill(p, ["killed", _packb(f"its connection to central broke: {error}")])
             self._maybe_finalize(p)
 
         def on_overflow(held: int) -> None:
@@ -191,13 +209,14 @@ class Central:
                 f"{P.OUT_STALL_S:g} s; a process must receive to read what central sends it"
             )
             log.warning("process <occ %s> (%s): %s; killing it", p.os_pid, p.function, why)
-            self._kill(p, ["killed", _packb(why)])
+            self.kill(p, ["killed", _packb(why)])
 
-        p.conn = Conn(self.loop, sock, on_frame, on_eof, on_bad)
+        conn = Conn(self.loop, sock, on_frame, on_eof, on_bad)
         if not p.owner:
             # The interpreter that started the runtime is the user's own: it is
             # never killed for what it leaves unread (see README, trust).
-            p.conn.on_overflow = on_overflow
+            conn.on_overflow = on_overflow
+        self.table.attach(p, conn)
 
     def _refuse(self, p: Proc, msg: list[Any] | None, problem: str) -> None:
         """A malformed frame: an error reply when it has a request number
@@ -207,256 +226,16 @@ class Central:
         req = P.request_number(msg) if msg is not None else 0
         if req:
             log.debug("process %s sent %s", p.id, problem)
-            self._error(p, req, "TypeError", f"central refused {problem}")
+            self.error(p, req, "TypeError", f"central refused {problem}")
             return
         if p.owner:
             # Never SIGKILL the user's own interpreter for a frame: the frame is dropped.
             log.warning("the process that started the runtime sent %s; ignored it", problem)
             return
         log.warning("process <occ %s> (%s) sent %s; killing it", p.os_pid, p.function, problem)
-        self._kill(p, ["killed", _packb(f"sent {problem}")])
+        self.kill(p, ["killed", _packb(f"sent {problem}")])
 
-    def _pid(self, p: Proc) -> list[int]:
-        return [p.id, p.os_pid or 0]
-
-    def _reply(self, p: Proc, req: int, value: Any) -> None:
-        if p.conn is not None:
-            p.conn.send([P.REPLY, req, True, value])
-
-    def _error(self, p: Proc, req: int, name: str, *args: Any) -> None:
-        if p.conn is not None:
-            p.conn.send([P.REPLY, req, False, [name, *args]])
-
-    def _live(self, pid_id: Any) -> Proc | None:
-        p = self.procs.get(pid_id) if type(pid_id) is int else None
-        if p is None or p.finalized:
-            return None
-        return p
-
-    # -- requests ------------------------------------------------------------------
-
-    def op_spawn(self, p: Proc, msg: list[Any]) -> None:
-        _, req, blob, name, link, mon_owner, mon_n, function, sys_path, title, meta = msg
-        if self.fs_lost is not None:
-            self._error(p, req, "RuntimeError", f"cannot spawn: {self.fs_lost}; start a new runtime")
-            return
-        if self.stopping:
-            self._error(p, req, "RuntimeError", "cannot spawn: the runtime is stopping")
-            return
-        if name is not None and name in self.names:
-            self._error(p, req, "NameTaken", name)
-            return
-        child = self._new_proc(function)
-        if meta:
-            argv = meta.get("argv")
-            if isinstance(argv, list):
-                child.argv = [str(a) for a in argv]
-            restarts = meta.get("restarts")
-            if type(restarts) is int:
-                child.restarts = restarts
-            if isinstance(meta.get("child"), str):
-                child.child_id = meta["child"]
-        if name is not None:
-            child.name = name
-            self.names[name] = child.id
-        if link:
-            child.links.add(p.id)
-            p.links.add(child.id)
-        if mon_owner is not None:
-            ref = (mon_owner, mon_n)
-            child.monitored_by[ref] = p.id
-            p.monitoring[ref] = child.id
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._attach(child, mine)
-
-        def answer(ok: bool) -> None:
-            if ok:
-                self._reply(p, req, self._pid(child))
-            else:
-                self._error(p, req, "RuntimeError", f"cannot spawn {function}: the forkserver could not fork")
-
-        child.forked_waiters.append(answer)
-        self.fs.send([P.FORK, child.id, blob, sys_path, title], [theirs.detach()])
-
-    def op_connect(self, p: Proc, msg: list[Any]) -> None:
-        target = self._live(msg[1])
-        if target is not None and target.os_pid is None:
-            target.forked_waiters.append(lambda ok: self.op_connect(p, msg))
-            return
-        if target is None or target.conn is None or p.finalized or p.conn is None:
-            if p.conn is not None:
-                p.conn.send([P.PEER_DEAD, msg[1]])
-            return
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Both ends go out in this one step, so both processes see their
-        # sockets for one another in the same order (see Context._add_peer).
-        p.conn.send([P.PEER, target.id, target.os_pid], [a.detach()])
-        target.conn.send([P.PEER, p.id, p.os_pid], [b.detach()])
-
-    def op_monitor(self, p: Proc, msg: list[Any]) -> None:
-        _, owner, n, target_id = msg
-        target = self._live(target_id)
-        if target is None:
-            os_pid = self.procs[target_id].os_pid if target_id in self.procs else 0
-            if p.conn is not None:
-                p.conn.send([P.DOWN, owner, n, target_id, os_pid or 0, ["noproc", _packb(None)]])
-            return
-        target.monitored_by[(owner, n)] = p.id
-        p.monitoring[(owner, n)] = target.id
-
-    def op_demonitor(self, p: Proc, msg: list[Any]) -> None:
-        ref = (msg[1], msg[2])
-        target_id = p.monitoring.pop(ref, None)
-        if target_id is not None and target_id in self.procs:
-            self.procs[target_id].monitored_by.pop(ref, None)
-
-    def op_link(self, p: Proc, msg: list[Any]) -> None:
-        _, req, target_id = msg
-        target = self._live(target_id)
-        if target is None:
-            self._reply(p, req, False)
-            return
-        if target is not p:
-            target.links.add(p.id)
-            p.links.add(target.id)
-        self._reply(p, req, True)
-
-    def op_unlink(self, p: Proc, msg: list[Any]) -> None:
-        _, req, target_id = msg
-        p.links.discard(target_id)
-        if target_id in self.procs:
-            self.procs[target_id].links.discard(p.id)
-        self._reply(p, req, None)
-
-    def op_trap(self, p: Proc, msg: list[Any]) -> None:
-        _, req, flag = msg
-        old = p.trapping
-        p.trapping = bool(flag)
-        self._reply(p, req, old)
-
-    def op_kill(self, p: Proc, msg: list[Any]) -> None:
-        _, req, target_id, why = msg
-        target = self._live(target_id)
-        if target is not None:
-            self._kill(target, ["killed", why])
-        self._reply(p, req, None)
-
-    def op_signal(self, p: Proc, msg: list[Any]) -> None:
-        _, req, target_id, reason = msg
-        target = self._live(target_id)
-        if target is not None and target.trapping:
-            if target.conn is not None:
-                target.conn.send([P.EXIT_SIGNAL, p.id, p.os_pid or 0, reason, False])
-        elif target is not None and not target.owner:
-            self._kill(target, reason)
-        self._reply(p, req, None)
-
-    def op_register(self, p: Proc, msg: list[Any]) -> None:
-        _, req, name, target_id = msg
-        target = self._live(target_id)
-        if target is None:
-            self._error(
-                p,
-                req,
-                "ValueError",
-                f"register({name!r}, ...): the process is not alive; only a live process can hold a name",
-            )
-            return
-        holder = self.names.get(name)
-        if holder is not None:
-            self._error(p, req, "NameTaken", name)
-            return
-        if target.name is not None:
-            self._error(
-                p,
-                req,
-                "ValueError",
-                f"register({name!r}, ...): the process is already registered as {target.name!r}; unregister it first",
-            )
-            return
-        target.name = name
-        self.names[name] = target.id
-        self._reply(p, req, None)
-
-    def op_unregister(self, p: Proc, msg: list[Any]) -> None:
-        _, req, name = msg
-        holder = self.names.pop(name, None)
-        if holder is None:
-            self._error(p, req, "ValueError", f"unregister({name!r}): no process is registered under that name")
-            return
-        self.procs[holder].name = None
-        self._reply(p, req, None)
-
-    def op_whereis(self, p: Proc, msg: list[Any]) -> None:
-        _, req, name = msg
-        holder = self.names.get(name)
-        if holder is None:
-            self._reply(p, req, None)
-            return
-        q = self.procs[holder]
-        if q.os_pid is None:
-            q.forked_waiters.append(lambda ok: self._reply(p, req, self._pid(q) if ok else None))
-            return
-        self._reply(p, req, self._pid(q))
-
-    def op_registered(self, p: Proc, msg: list[Any]) -> None:
-        self._reply(p, msg[1], sorted(self.names))
-
-    def op_processes(self, p: Proc, msg: list[Any]) -> None:
-        self._reply(
-            p,
-            msg[1],
-            [self._pid(q) for q in self.procs.values() if not q.hidden and not q.finalized and q.os_pid is not None],
-        )
-
-    def op_info(self, p: Proc, msg: list[Any]) -> None:
-        _, req, target_id = msg
-        q = self._live(target_id)
-        if q is not None and q.os_pid is None and not q.hidden:
-            # A process may ask about itself before central has read its
-            # FORKED report: answer once the pid is known, as whereis does.
-            q.forked_waiters.append(lambda ok: self.op_info(p, msg) if ok else self._reply(p, req, None))
-            return
-        if q is None or q.hidden or q.os_pid is None:
-            self._reply(p, req, None)
-            return
-        self._reply(
-            p,
-            req,
-            {
-                "os_pid": q.os_pid,
-                "name": q.name,
-                "function": q.function,
-                "links": [self._pid(self.procs[i]) for i in sorted(q.links) if i in self.procs],
-                "monitors": [self._pid(self.procs[i]) for i in q.monitoring.values() if i in self.procs],
-                "monitored_by": [self._pid(self.procs[i]) for i in q.monitored_by.values() if i in self.procs],
-                "trap_exits": q.trapping,
-                "started_at": q.started_at,
-                "rss_bytes": _rss(q.os_pid),
-            },
-        )
-
-    def op_exit(self, p: Proc, msg: list[Any]) -> None:
-        if p.reported is None:
-            p.reported = [msg[1], msg[2]]
-            p.summary = msg[3]
-
-    def op_stop(self, p: Proc, msg: list[Any]) -> None:
-        if not p.owner:
-            self._error(p, msg[1], "RuntimeError", "only the interpreter that started the runtime can stop it")
-            return
-        self.loop.create_task(self.shutdown(lambda: self._reply(p, msg[1], None)))
-
-    # -- exits ---------------------------------------------------------------------
-
-    def _kill(self, p: Proc, reason: list[Any]) -> None:
-        if p.finalized:
-            return
-        if p.kill_reason is None:
-            p.kill_reason = reason
-        if p.os_pid is None:
-            return  # killed at FORKED
-        self._end_process(p)
+    # -- exits -----------------------------------------------------------------------
 
     def _end_process(self, p: Proc) -> None:
         """SIGKILL to the process group; a port gets SIGTERM first.
@@ -469,14 +248,14 @@ class Central:
         """
         assert p.os_pid is not None
         if p.argv is None:
-            _signal(p, signal.SIGKILL, p.own_group)
+            signal_process(p.pidfd, p.os_pid, signal.SIGKILL, p.own_group)
             return
-        if not _signal(p, signal.SIGTERM, False):
+        if not signal_process(p.pidfd, p.os_pid, signal.SIGTERM, False):
             return
 
         def insist() -> None:
             if not p.finalized:
-                _signal(p, signal.SIGKILL, True)
+                signal_process(p.pidfd, p.os_pid or 0, signal.SIGKILL, True)
 
         self.loop.call_later(1.0, insist)
 
@@ -502,32 +281,19 @@ class Central:
         self._finalize(p, reason)
 
     def _finalize(self, p: Proc, reason: list[Any]) -> None:
-        p.finalized = True
-        del self.procs[p.id]
-        if p.os_pid is not None and self.by_os_pid.get(p.os_pid) is p:
-            del self.by_os_pid[p.os_pid]
-        # Free the name before any DOWN goes out: whoever sees the DOWN and
-        # asks whereis() finds it free (issue 3).
-        if p.name is not None and self.names.get(p.name) == p.id:
-            del self.names[p.name]
+        watchers, linked = self.table.remove(p)
         if p.conn is not None:
             p.conn.close()
         if p.pidfd >= 0:
             os.close(p.pidfd)
             p.pidfd = -1
-        pid = self._pid(p)
-        for (owner, n), watcher_id in p.monitored_by.items():
-            w = self.procs.get(watcher_id)
-            if w is not None and w.conn is not None:
-                w.monitoring.pop((owner, n), None)
-                w.conn.send([P.DOWN, owner, n, pid[0], pid[1], reason])
-        for ref, watched_id in p.monitoring.items():
-            q = self.procs.get(watched_id)
-            if q is not None:
-                q.monitored_by.pop(ref, None)
-        normal = reason[0] == "ok"
+        self._run_forked_waiters(p, False)  # it ended before its fork was known
+        pid = p.wire_pid()
+        for w, (owner, n) in watchers:
+            if w.conn is not None:
+                w.conn.send(P.down(owner, n, pid, reason))
         handled = False
-        for hook in self.exit_hooks:
+        for hook in self._exit_hooks:
             handled = hook(p, reason) or handled
         if reason[0] in _UNWATCHED_KINDS and not p.monitored_by and not p.links and not self.stopping and not handled:
             # Nobody will hear of this end otherwise (STYLE.md, "logging").
@@ -537,79 +303,97 @@ class Central:
                 p.function,
                 p.summary or _describe_wire(reason),
             )
-        for lid in sorted(p.links):
-            q = self.procs.get(lid)
-            if q is None:
-                continue
-            q.links.discard(p.id)
+        normal = reason[0] == "ok"
+        for q in linked:
             if q.trapping:
                 if q.conn is not None:
-                    q.conn.send([P.EXIT_SIGNAL, pid[0], pid[1], reason, True])
+                    q.conn.send(P.exit_signal(pid, reason, True))
             elif not normal:
-                self._kill(q, ["linked", [pid[0], pid[1], reason]])
+                self.kill(q, ["linked", [pid[0], pid[1], reason]])
         if not p.owner:
             self._kill_orphans()
         if p.owner and not self.stopping:
             # The interpreter that owns the runtime is gone: nothing may outlive it.
             self.loop.create_task(self.shutdown(None))
+        ended = self._users_ended
+        if ended is not None and not ended.done() and self.table.users() == 0:
+            ended.set_result(None)
 
-    # -- forkserver --------------------------------------------------------------------
+    def _run_forked_waiters(self, p: Proc, ok: bool) -> None:
+        waiters, p.forked_waiters = p.forked_waiters, []
+        for waiter in waiters:
+            waiter(ok)
+
+    # -- forkserver ------------------------------------------------------------------
 
     def _on_forkserver(self, msg: list[Any]) -> None:
         op = msg[0]
         if op == P.FORKED:
             _, pid_id, os_pid = msg
-            p = self.procs.get(pid_id)
+            p = self.table.get(pid_id)
             if p is None:
                 return
-            p.os_pid = os_pid
-            self.by_os_pid[os_pid] = p
-            _open_pidfd(p)
-            waiters, p.forked_waiters = p.forked_waiters, []
-            for waiter in waiters:
-                waiter(True)
+            self.table.forked(p, os_pid)
+            p.pidfd = open_pidfd(os_pid)  # why its pid is still its own here: reaping.open_pidfd
+            self._run_forked_waiters(p, True)
             if p.kill_reason is not None:
                 self._end_process(p)
             self._maybe_finalize(p)
         elif op == P.REAPED:
             _, os_pid, status = msg
-            p = self.by_os_pid.get(os_pid)
-            if p is not None:
-                p.status = status
-                self._maybe_finalize(p)
+            q = self.table.by_linux_pid(os_pid)
+            if q is not None:
+                q.status = status
+                self._maybe_finalize(q)
         elif op == P.FORK_FAILED:
             _, pid_id, error = msg
-            p = self.procs.get(pid_id)
-            if p is not None:
-                waiters, p.forked_waiters = p.forked_waiters, []
-                p.os_pid = 0
-                for waiter in waiters:
-                    waiter(False)
-                self._finalize(p, ["noproc", _packb(None)])
+            q = self.table.get(pid_id)
+            if q is not None:
+                q.fork_error = f"the forkserver could not fork: {error}"
+                self.table.forked(q, 0)
+                self._finalize(q, ["noproc", _packb(None)])
 
     def _on_forkserver_eof(self, error: str | None) -> None:
         if not self.stopping:
-            self.loop.call_soon(self._forkserver_lost)
+            self.loop.create_task(self._forkserver_ended())
 
-    def _forkserver_lost(self, status: int | None = None) -> None:
+    async def _forkserver_ended(self) -> None:
+        """Its socket closed: its wait status comes once on_sigchld reaps it
+        (its pidfd became readable); after a second without it, every process
+        ends all the same."""
+        status = self.fs_ended.result() if await self._forkserver_reaped() else None
+        self._forkserver_lost(status)
+
+    async def _forkserver_reaped(self) -> bool:
+        """Whether on_sigchld reaps the forkserver within a second."""
+        import asyncio
+
+        try:
+            await asyncio.wait_for(asyncio.shield(self.fs_ended), _STOP_FORKSERVER_S)
+        except TimeoutError:
+            return False
+        return True
+
+    def _forkserver_lost(self, status: int | None) -> None:
         if self.fs_lost is not None or self.stopping:
             return
-        if status is None:
-            status = _wait_for(self.fs_pid, 1.0)
         how = "unknown status" if status is None else _describe_status(status)
         self.fs_lost = f"the runtime's forkserver ended ({how})"
         log.error("%s; ending every process of the runtime", self.fs_lost)
         # Every user process dies with it (their death signal); the reason says
         # why, rather than inventing a status (STYLE.md, "Errors").
         reason = ["killed", _packb(self.fs_lost)]
-        for p in list(self.procs.values()):
+        for p in self.table.rows():
             if p.owner or p.finalized:
                 continue
             if p.os_pid is not None:
                 self._end_process(p)
             else:
-                p.os_pid = 0
+                p.fork_error = self.fs_lost
+                self.table.forked(p, 0)
             self._finalize(p, reason)
+
+    # -- reaping ---------------------------------------------------------------------
 
     def _kill_orphans(self) -> None:
         """Kill every process central adopted as subreaper.
@@ -621,17 +405,17 @@ class Central:
         supervisord #1101): they are killed, and reaped by on_sigchld.
         """
         for pid in children():
-            if pid != self.fs_pid and pid not in self.by_os_pid:
+            if pid != self.fs_pid and self.table.by_linux_pid(pid) is None:
                 # A child of central's own that it has not reaped yet: its pid
                 # cannot have been reused, so a plain kill is safe here.
-                _sigkill(pid, False)
+                sigkill(pid)
 
     def reap_periodically(self) -> None:
         self._kill_orphans()
         self.on_sigchld()
         # A process over the unread limit is found here too when central has
         # nothing more to send it (Conn.check_unread runs on each send).
-        for p in list(self.procs.values()):
+        for p in self.table.rows():
             if p.conn is not None and p.conn.out_bytes > P.MAX_UNREAD:
                 p.conn.check_unread()
         if not self.stopping:
@@ -644,51 +428,17 @@ class Central:
             if pid == self.fs_pid:
                 self.fs_pid = -1
                 self.loop.remove_reader(self.fs_pidfd)
+                if not self.fs_ended.done():
+                    self.fs_ended.set_result(status)
                 if not self.stopping:
                     self._forkserver_lost(status)
                 continue
-            p = self.by_os_pid.get(pid)
+            p = self.table.by_linux_pid(pid)
             if p is not None and p.status is None:
                 p.status = status
                 self._maybe_finalize(p)
 
-    # -- occasional ps -------------------------------------------------------------------
-
-    def table(self) -> dict[str, Any]:
-        """What ``occasional ps`` shows of this runtime."""
-        now = time.monotonic()
-        owner = next((p for p in self.procs.values() if p.owner), None)
-        rows = []
-        for p in self.procs.values():
-            if p.finalized or (p.hidden and not p.owner):
-                continue
-            rows.append(
-                {
-                    "id": p.id,
-                    "os_pid": p.os_pid,
-                    "name": p.name,
-                    "child_id": p.child_id,
-                    "kind": "owner" if p.owner else "port" if p.argv is not None else "process",
-                    "function": p.function if p.argv is None else None,
-                    "argv": p.argv
-                    if p.argv is not None
-                    else (control.cmdline(p.os_pid) if p.owner and p.os_pid else None),
-                    "state": "starting" if p.os_pid is None else control.proc_state(p.os_pid),
-                    "restarts": p.restarts,
-                    "uptime_s": round(now - p.started_mono, 3),
-                    "rss_bytes": _rss(p.os_pid) if p.os_pid else None,
-                    "exe_pid": control.first_child(p.os_pid) if p.argv is not None and p.os_pid else None,
-                }
-            )
-        return {
-            "central": os.getpid(),
-            "owner": owner.os_pid if owner is not None else None,
-            "command": control.cmdline(owner.os_pid) if owner is not None and owner.os_pid else [],
-            "started_at": self.started_at,
-            "processes": rows,
-        }
-
-    # -- stop -----------------------------------------------------------------------------
+    # -- stop ------------------------------------------------------------------------
 
     async def shutdown(self, done: Callable[[], None] | None) -> None:
         import asyncio
@@ -696,26 +446,23 @@ class Central:
         if self.stopping:
             return
         self.stopping = True
-        for p in list(self.procs.values()):
+        self._users_ended = ended = self.loop.create_future()
+        for p in self.table.rows():
             if not p.owner:
-                self._kill(p, _STOP_REASON)
-        deadline = time.monotonic() + 3.0
-        while any(not p.owner for p in self.procs.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
-        for p in list(self.procs.values()):
+                self.kill(p, _STOP_REASON)
+        if self.table.users():
+            try:
+                await asyncio.wait_for(ended, _STOP_PROCESSES_S)
+            except TimeoutError:
+                pass
+        for p in self.table.rows():
             if not p.owner:
-                p.os_pid = p.os_pid or 0
+                if p.os_pid is None:
+                    p.fork_error = "the runtime is stopping"
+                    self.table.forked(p, 0)
                 self._finalize(p, _STOP_REASON)
-        # The forkserver exits when its socket closes; anything left of it is killed.
-        self.fs.close()
-        if self.fs_pidfd >= 0:
-            self.loop.remove_reader(self.fs_pidfd)
-        if self.fs_pid > 0:
-            if _wait_for(self.fs_pid, 1.0) is None:
-                _sigkill(self.fs_pid, False)  # central's own child, not reaped: its pid is its own
-                _wait_for(self.fs_pid, 1.0)
-            self.fs_pid = -1
-        _kill_and_reap_children()
+        await self._stop_forkserver()
+        await kill_children_soon(self.loop, timeout=2.0)  # orphans central adopted
         if self.control is not None:
             self.control.close()
         if done is not None:
@@ -723,78 +470,17 @@ class Central:
         if not self.stopped.done():
             self.stopped.set_result(None)
 
-
-def _open_pidfd(p: Proc) -> None:
-    """Take a pidfd for ``p``'s process as soon as its pid is known (FORKED).
-
-    Why a signal through it cannot reach a stranger: a pid is free for reuse
-    only once its process was reaped, and a pidfd refers to the process, not
-    to the number (ESRCH once it was reaped). The forkserver reports FORKED
-    before it can reap that child (it reaps on a later turn of its loop,
-    after sending FORKED), so the pid is still the child's unless, in the
-    moment the FORKED frame spends in the socket, the child ended, was
-    reaped and the kernel handed its number out again after cycling through
-    every other pid (pid_max). The owner is central's parent (central dies
-    with it). A process central finalized has its pidfd closed and is never
-    signalled again (_kill returns at once for it).
-    """
-    if p.os_pid:
-        try:
-            p.pidfd = os.pidfd_open(p.os_pid)
-        except OSError:
-            p.pidfd = -1  # ESRCH: it was reaped already; there is nothing left to signal
-
-
-def _signal(p: Proc, sig: int, group: bool) -> bool:
-    """Send ``sig`` to ``p``'s process (and its process group); False when it is gone."""
-    if p.pidfd < 0 or p.os_pid is None:  # a pidfd is opened only once the os_pid is known
-        return False
-    if group:
-        # The group's id is the leader's pid. Probing the leader through its
-        # pidfd first shows it is not reaped, so that number is still its own
-        # and killpg reaches our group, not a group that reused the number.
-        try:
-            signal.pidfd_send_signal(p.pidfd, 0)
-            os.killpg(p.os_pid, sig)
-        except OSError:
-            pass
-    try:
-        signal.pidfd_send_signal(p.pidfd, sig)
-    except OSError:  # ProcessLookupError: it has ended and was reaped
-        return False
-    return True
-
-
-def _sigkill(os_pid: int, group: bool) -> None:
-    """SIGKILL by pid: only for central's own children it has not reaped
-    (their pids cannot have been reused); user processes go through _signal."""
-    if os_pid <= 0:
-        return
-    try:
-        if group:
-            os.killpg(os_pid, signal.SIGKILL)
-            return
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        os.kill(os_pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _wait_for(pid: int, timeout: float) -> int | None:
-    """waitpid with a deadline; the status, or None if still running."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if got == pid:
-            return status
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.001)
+    async def _stop_forkserver(self) -> None:
+        """The forkserver exits when its socket closes; if it has not within a
+        second, it is SIGKILLed and given another."""
+        self.fs.close()
+        if self.fs_pid > 0 and not await self._forkserver_reaped():
+            sigkill(self.fs_pid)  # central's own child, not reaped: its pid is its own
+            await self._forkserver_reaped()
+        self.fs_pid = -1
+        self.loop.remove_reader(self.fs_pidfd)
+        os.close(self.fs_pidfd)
+        self.fs_pidfd = -1
 
 
 def _describe_wire(reason: list[Any]) -> str:
@@ -809,18 +495,3 @@ def _describe_wire(reason: list[Any]) -> str:
 def _describe_status(status: int) -> str:
     kind, detail = reason_from_status(status)
     return f"killed by {detail}" if kind == "signal" else f"exit status {detail}"
-
-
-def _kill_and_reap_children() -> None:
-    """Kill and reap every child central still has (orphans it adopted)."""
-    kill_children(timeout=2.0)
-    for _pid, _status in reap_ended():
-        pass
-
-
-def _rss(os_pid: int) -> int | None:
-    try:
-        with open(f"/proc/{os_pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None

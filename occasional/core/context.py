@@ -1,17 +1,14 @@
 """A process's view of the runtime: its mailbox, its peers and central.
 
 One :class:`Context` per process, and which one is the calling process's
-(:func:`current`). It multiplexes the socket to central and
-every peer socket with epoll; ``receive`` drains whatever is readable into the
-in-memory mailbox, then scans it with the match (ARCHITECTURE.md, "Mailbox").
-Sends never block: each peer has a user-space output buffer that is flushed
-whenever the process sends or receives, so two processes flooding each other
-cannot deadlock (API.md section 3).
+(:func:`current`). It multiplexes the socket to central, every peer socket
+(:mod:`.peers`) and the fds an upper layer watches with epoll; ``receive``
+(:mod:`.mailbox`) drains whatever is readable into the in-memory mailbox,
+then scans it with the match (ARCHITECTURE.md, "Mailbox").
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 import socket
@@ -23,27 +20,21 @@ from typing import Any
 import msgpack
 
 from ..sck.fdpass import recv_with_fds
-from ..sck.frame import HEADER, Decoder, FrameError
+from ..sck.frame import HEADER, Decoder
 from . import codec, protocol as P
 from .errors import NameTaken, NoProcess, ProcessExit, no_runtime
+from .peers import PeerSockets
 from .pid import Pid, Ref
 from .reasons import format_reason
 
-log = logging.getLogger("occasional.core")
-
 _RECV = 1 << 18
-_RETRY_BYTES = 1 << 16
-REPLY_TAG = "$reply"  # ("$reply", ref, value): the answer to occ.call
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
 _NOWAIT = socket.MSG_DONTWAIT
-_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 _pack_frame = HEADER.pack
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 _now = time.monotonic
-_MAX_MESSAGE = codec.MAX_MESSAGE
-
 _ERRORS: dict[str, Callable[..., BaseException]] = {
     "NameTaken": NameTaken,
     "NoProcess": NoProcess,
@@ -70,24 +61,33 @@ def reason_from_wire(wire: list[Any]) -> tuple[str, Any]:
         )
 
 
-class Peer:
-    """A socket to another process; messages to it are queued in ``out``."""
+class Context(PeerSockets):
+    """Everything the calling process knows of its runtime.
 
-    __slots__ = ("pid_id", "sock", "fd", "dec", "out", "out_bytes", "watching_out", "retry_at")
+    The surface the layers above core use (behaviours, ports, durable; issue 11):
 
-    def __init__(self, pid_id: int, sock: socket.socket) -> None:
-        self.pid_id = pid_id
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.dec = Decoder()
-        self.out: deque[bytes | memoryview] = deque()
-        self.out_bytes = 0
-        self.watching_out = False
-        self.retry_at = 0
+    * who: ``pid``; ``closed`` once the runtime ended; ``trapping``, the
+      trap_exits flag; ``spawn_meta``, extra facts sent with every spawn (a
+      supervisor's restart count); ``journaled``.
+    * central: ``call(op, *args)`` waits for the answer; ``request(op, *args)``
+      sends and returns the request number, ``wait_reply(req, deadline)``
+      waits for its answer; ``tell(frame)`` sends a frame nobody answers.
+    * messages: ``send_bytes``, ``send_framed``, ``queued_bytes`` (flow
+      control); ``receive(pred, timeout)``, ``post``, ``discard_message``,
+      ``drop_on_arrival``; ``mailbox``, to read (take with receive).
+    * monitors and calls: ``new_ref``, ``add_monitor``, ``drop_monitor``,
+      ``watch``, ``call_process``.
+    * other fds, waited on with the mailbox (a port's pipes): ``watch_fd``,
+      ``modify_fd``, ``unwatch_fd``; ``pump(timeout)`` waits once and handles
+      what happened.
+    * the end: ``flush_all``, ``exit``, ``close``, ``handover``.
 
-
-class Context:
-    """Everything the calling process knows of its runtime."""
+    Extension points for a subclass (a durable process's context,
+    occasional.durable.context): it may override ``receive``,
+    ``send_bytes``, ``new_ref`` and ``on_extension_frame``, take from
+    ``mailbox``, and read or set ``calling`` and ``call_down`` (the process a
+    call waits on, and that process's reason once it ended).
+    """
 
     # A durable process's context (occasional.durable) sets this: every receive
     # goes through its journal, so api.receive takes no shortcut past it.
@@ -96,33 +96,26 @@ class Context:
     def __init__(self, sock: socket.socket, pid: Pid) -> None:
         self.pid = pid
         self.central = sock
-        self.central_fd = sock.fileno()
-        self.central_dec = Decoder()
-        self.central_fds: deque[int] = deque()
-        self.ep = select.epoll()
-        self.ep.register(self.central_fd, _EPOLLIN)
-        self.mailbox: deque[Any] = deque()
-        self.peers_by_fd: dict[int, Peer] = {}
-        self.out: dict[int, Peer] = {}  # pid id -> the peer socket used for sending
-        self.connecting: int | None = None  # pid id a CONNECT waits on (see _connect)
-        self.refused = False  # central answered that process has ended
-        self.replies: dict[int, tuple[bool, Any]] = {}
-        self.monitors: dict[Ref, Pid | None] = {}
+        self._central_fd = sock.fileno()
+        self._central_dec = Decoder()
+        self._central_fds: deque[int] = deque()
+        self._ep = select.epoll()
+        self._ep.register(self._central_fd, _EPOLLIN)
+        self._init_mailbox()
+        self._init_peers()
+        # Kept by these names for durable/supervised.py until it uses request/wait_reply.
+        self._replies: dict[int, tuple[bool, Any]] = {}
+        self._next_req = 0
+        self._next_ref = 0
+        self._monitors: dict[Ref, Pid | None] = {}
+        self._watches: dict[int, Ref] = {}  # pid id -> the monitor calls use (see watch)
         self.trapping = False
-        # Refs of calls the caller gave up on: a late reply to one is dropped
-        # on arrival, so it never appears in the mailbox (issue 4, OTP 24 aliases).
-        self.dead_aliases: set[Ref] = set()
-        self.watches: dict[int, Ref] = {}  # pid id -> the monitor calls use (see watch)
         self.calling: int | None = None  # pid id of the process a call waits on
         self.call_down: tuple[str, Any] | None = None  # its reason, if it ended
         self.closed = False
-        # Other file descriptors waited on with the mailbox (a port's pipes):
-        # fd -> handler(events), run inside pump.
-        self.fd_handlers: dict[int, Callable[[int], None]] = {}
-        # Extra facts sent with every spawn (a supervisor's restart count).
+        # fd -> handler(events), run inside pump (see watch_fd).
+        self._fd_handlers: dict[int, Callable[[int], None]] = {}
         self.spawn_meta: dict[str, Any] | None = None
-        self._next_req = 0
-        self._next_ref = 0
 
     # -- central ---------------------------------------------------------------
 
@@ -145,27 +138,44 @@ class Context:
         except OSError as e:
             raise RuntimeError(f"the runtime's central services are gone ({e}); the runtime has ended") from e
 
-    def call(self, op: int, *args: Any) -> Any:
-        """A synchronous request to central; raises the error it answers with."""
+    def request(self, op: int, *args: Any) -> int:
+        """Send ``[op, req, *args]`` to central without waiting; returns ``req``
+        for :meth:`wait_reply`."""
         self._next_req += 1
         req = self._next_req
         self.tell([op, req, *args])
-        replies = self.replies
+        return req
+
+    def wait_reply(self, req: int, deadline: float | None) -> tuple[bool, Any] | None:
+        """Central's answer ``(ok, value)`` to request ``req``, waiting until
+        ``deadline`` (a ``time.monotonic()`` value; None: for as long as it
+        takes). None at the deadline; the answer may still come later, and
+        is then kept until asked for. Messages and DOWNs that arrive
+        meanwhile go to the mailbox."""
+        replies = self._replies
         while req not in replies:
-            self._read_central(blocking=True)
-        ok, value = replies.pop(req)
+            if deadline is None:
+                self._read_central(blocking=True)
+                continue
+            left = deadline - _now()
+            if left <= 0:
+                return None
+            self.pump(left)
+        return replies.pop(req)
+
+    def call(self, op: int, *args: Any) -> Any:
+        """A synchronous request to central; raises the error it answers with."""
+        answer = self.wait_reply(self.request(op, *args), None)
+        assert answer is not None  # with no deadline, it waits for the answer
+        ok, value = answer
         if ok:
             return value
         name, *err_args = value
         raise _ERRORS.get(name, RuntimeError)(*err_args)
 
-    def new_ref(self) -> Ref:
-        self._next_ref += 1
-        return Ref._make(self.pid.id, self._next_ref)
-
     def _read_central(self, blocking: bool = False) -> None:
         try:
-            data = recv_with_fds(self.central, _RECV, self.central_fds, 0 if blocking else _NOWAIT)
+            data = recv_with_fds(self.central, _RECV, self._central_fds, 0 if blocking else _NOWAIT)
         except BlockingIOError:
             return
         except OSError:
@@ -173,7 +183,7 @@ class Context:
         if not data:
             self.closed = True
             raise RuntimeError("the runtime's central services are gone; the runtime has ended")
-        dec = self.central_dec
+        dec = self._central_dec
         for frame in dec.feed(data):
             self._on_central(_unpackb(frame, raw=False, strict_map_key=False))
         if dec.error is not None:
@@ -182,26 +192,14 @@ class Context:
     def _on_central(self, msg: list[Any]) -> None:
         op = msg[0]
         if op == P.REPLY:
-            self.replies[msg[1]] = (msg[2], msg[3])
+            self._replies[msg[1]] = (msg[2], msg[3])
         elif op == P.PEER:
-            self._add_peer(msg[1], self.central_fds.popleft())
+            self._add_peer(msg[1], self._central_fds.popleft())
         elif op == P.PEER_DEAD:
-            if msg[1] == self.connecting:
-                self.refused = True
+            if msg[1] == self._connecting:
+                self._refused = True
         elif op == P.DOWN:
-            ref = Ref._make(msg[1], msg[2])
-            if self.watches.get(msg[3]) == ref:
-                del self.watches[msg[3]]
-                if self.calling == msg[3]:
-                    self._drain_from(msg[3])  # a reply sent before the end comes first
-                    self.call_down = reason_from_wire(msg[5])
-            elif ref in self.monitors:
-                del self.monitors[ref]
-                pid = Pid._make(msg[3], msg[4])
-                # Drain B's sockets before queuing the DOWN, so every message B
-                # sent arrives first (API.md section 4, "Ordering").
-                self._drain_from(msg[3])
-                self.mailbox.append(("DOWN", ref, pid, reason_from_wire(msg[5])))
+            self._on_down(msg)
         elif op == P.EXIT_SIGNAL:
             if msg[4]:  # the sender has ended: what it sent comes first
                 self._drain_from(msg[1])
@@ -209,231 +207,77 @@ class Context:
         else:
             self.on_extension_frame(msg)
 
+    def _on_down(self, msg: list[Any]) -> None:
+        ref = Ref._make(msg[1], msg[2])
+        if self._watches.get(msg[3]) == ref:
+            del self._watches[msg[3]]
+            if self.calling == msg[3]:
+                self._drain_from(msg[3])  # a reply sent before the end comes first
+                self.call_down = reason_from_wire(msg[5])
+        elif ref in self._monitors:
+            del self._monitors[ref]
+            pid = Pid._make(msg[3], msg[4])
+            # Drain B's sockets before queuing the DOWN, so every message B
+            # sent arrives first (API.md section 4, "Ordering").
+            self._drain_from(msg[3])
+            self.mailbox.append(("DOWN", ref, pid, reason_from_wire(msg[5])))
+
     def on_extension_frame(self, msg: list[Any]) -> None:
         """A control frame of an extension (a durable process's journaled messages)."""
 
-    # -- peers -----------------------------------------------------------------
-
-    def _add_peer(self, pid_id: int, fd: int) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=fd)
-        peer = Peer(pid_id, sock)
-        self.peers_by_fd[peer.fd] = peer
-        self.ep.register(peer.fd, _EPOLLIN)
-        # The first socket to a process is the one we send on, at both ends:
-        # central hands out both ends of a pair in one step, so two processes
-        # that connect to each other at once agree on which pair carries data.
-        if pid_id not in self.out:
-            self.out[pid_id] = peer
-
-    def _close_peer(self, peer: Peer) -> None:
-        self.peers_by_fd.pop(peer.fd, None)
-        if self.out.get(peer.pid_id) is peer:
-            del self.out[peer.pid_id]
-        try:
-            self.ep.unregister(peer.fd)
-        except (OSError, ValueError):
-            pass
-        peer.sock.close()
-
-    def _read_peer(self, peer: Peer) -> bool:
-        """Read what is there; False once the peer is closed."""
-        try:
-            data = peer.sock.recv(_RECV, _NOWAIT)
-        except BlockingIOError:
-            return True
-        except OSError:
-            data = b""
-        try:
-            if not data:
-                peer.dec.close()
-                self._close_peer(peer)
-                return False
-            frames = peer.dec.feed(data)
-        except FrameError as e:
-            log.warning("closed the connection from process %s: %s", peer.pid_id, e)
-            self._close_peer(peer)
-            return False
-        append = self.mailbox.append if not self.dead_aliases else self._append_alive
-        loads = codec.loads
-        for frame in frames:
-            try:
-                append(loads(frame))
-            except Exception as e:
-                log.warning("closed the connection from process %s: a frame is not a message (%s)", peer.pid_id, e)
-                self._close_peer(peer)
-                return False
-        if peer.dec.error is not None:
-            # The messages before the bad header are in the mailbox (issue 10).
-            log.warning("closed the connection from process %s: %s", peer.pid_id, peer.dec.error)
-            self._close_peer(peer)
-            return False
-        return True
-
-    def _append_alive(self, msg: Any) -> None:
-        if type(msg) is tuple and len(msg) == 3 and msg[0] == REPLY_TAG and msg[1] in self.dead_aliases:
-            self.dead_aliases.discard(msg[1])
-            return
-        self.mailbox.append(msg)
-
-    def _drain_from(self, pid_id: int) -> None:
-        """Read every socket from a dead process to its end."""
-        for peer in [p for p in self.peers_by_fd.values() if p.pid_id == pid_id]:
-            while self._read_peer(peer):
-                try:
-                    more = peer.sock.recv(1, _NOWAIT | socket.MSG_PEEK)
-                except BlockingIOError:
-                    # Nothing more yet and no EOF: the socket outlives the process
-                    # (another process holds a copy). What it wrote is all read.
-                    self._close_peer(peer)
-                    break
-                except OSError:
-                    self._close_peer(peer)
-                    break
-                if not more:
-                    self._close_peer(peer)
-                    break
-
-    def _flush(self, peer: Peer) -> None:
-        out = peer.out
-        sock = peer.sock
-        try:
-            while out:
-                chunks = list(out) if len(out) <= 64 else [out[i] for i in range(64)]
-                sent = sock.sendmsg(chunks, (), _SEND_FLAGS)
-                peer.out_bytes -= sent
-                while sent:
-                    head = out[0]
-                    if sent >= len(head):
-                        sent -= len(head)
-                        out.popleft()
-                    else:
-                        out[0] = memoryview(head)[sent:]
-                        sent = 0
-        except BlockingIOError:
-            pass
-        except OSError:
-            # The receiver is gone: messages to a dead process are dropped (API.md section 3).
-            out.clear()
-            peer.out_bytes = 0
-            self._close_peer(peer)
-            return
-        want = bool(out)
-        if want:
-            peer.retry_at = peer.out_bytes + _RETRY_BYTES
-        if want != peer.watching_out:
-            peer.watching_out = want
-            self.ep.modify(peer.fd, _EPOLLIN | _EPOLLOUT if want else _EPOLLIN)
-
-    # -- the public verbs --------------------------------------------------------
-
-    def send_bytes(self, pid_id: int, payload: bytes) -> None:
-        """Queue one encoded message for ``pid_id`` and push what can go now.
-
-        Raises ValueError, sending nothing, for a message over codec.MAX_MESSAGE,
-        whatever the destination (to itself, to a process that has ended),
-        so that whether it raises does not depend on where it goes.
-        """
-        n = len(payload)
-        if n > _MAX_MESSAGE:
-            raise codec.message_too_large(str(n))
-        if pid_id == self.pid.id:
-            self._append_alive(codec.loads(payload))
-            return
-        peer = self.out.get(pid_id) or self._connect(pid_id)
-        if peer is None:
-            return  # the process has ended: the message is dropped, as in Erlang
-        out = peer.out
-        if n < 65536:
-            data: bytes | memoryview = _pack_frame(n) + payload
-            if not out:  # the common case: straight to the socket
-                try:
-                    sent = peer.sock.send(data, _SEND_FLAGS)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self._close_peer(peer)
-                    return
-                if sent == len(data):
-                    return
-                data = memoryview(data)[sent:]
-            out.append(data)
-            peer.out_bytes += len(data)
-        else:  # a large message is not copied to put the header in front
-            out.append(_pack_frame(n))
-            out.append(payload)
-            peer.out_bytes += n + 4
-        # Once the kernel has said the socket is full, try again when epoll
-        # says it is writable (in receive) or when another 64 KiB have
-        # queued, not on every send: a syscall that fails per message was
-        # 10% of a flooding sender's time (bench/RESULTS.md, one-way).
-        if not peer.watching_out or peer.out_bytes >= peer.retry_at:
-            self._flush(peer)
-
-    def send_framed(self, pid_id: int, data: bytes) -> None:
-        """Queue bytes that hold whole frames already, in one go (a port
-        sends a pipe read's worth of messages with one syscall)."""
-        peer = self.out.get(pid_id) or self._connect(pid_id)
-        if peer is None:
-            return
-        peer.out.append(data)
-        peer.out_bytes += len(data)
-        if not peer.watching_out or peer.out_bytes >= peer.retry_at:
-            self._flush(peer)
-
-    def _connect(self, pid_id: int) -> Peer | None:
-        """Ask central for a socket to ``pid_id``; None if that process has ended.
-
-        Waits for central's answer: central answers a CONNECT at once and
-        never waits on another process, so this is bounded, and a process
-        that only sends gets its messages out now, not at its next receive.
-        """
-        self.tell([P.CONNECT, pid_id])
-        self.connecting, self.refused = pid_id, False
-        try:
-            while pid_id not in self.out and not self.refused:
-                self._read_central(blocking=True)
-        finally:
-            self.connecting = None
-        return self.out.get(pid_id)
+    # -- waiting -----------------------------------------------------------------
 
     def pump(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds for anything to happen, and handle it."""
-        events = self.ep.poll(-1 if timeout is None else timeout)
+        events = self._ep.poll(-1 if timeout is None else timeout)
         for fd, ev in events:
-            if fd == self.central_fd:
+            if fd == self._central_fd:
                 self._read_central()
                 continue
-            peer = self.peers_by_fd.get(fd)
+            peer = self._peers_by_fd.get(fd)
             if peer is None:
-                handler = self.fd_handlers.get(fd)
+                handler = self._fd_handlers.get(fd)
                 if handler is not None:
                     handler(ev)
                 continue
             if ev & _EPOLLOUT:
                 self._flush(peer)
-            if ev & ~_EPOLLOUT and peer.fd in self.peers_by_fd:
+            if ev & ~_EPOLLOUT and peer.fd in self._peers_by_fd:
                 self._read_peer(peer)
 
-    def receive(self, pred: Callable[[Any], bool] | None, timeout: float | None) -> Any:
-        mailbox = self.mailbox
-        deadline = None if timeout is None else _now() + timeout
-        if pred is None:
-            while True:
-                if mailbox:
-                    return mailbox.popleft()
-                self._wait(deadline)
-        scanned = 0
-        while True:
-            n = len(mailbox)
-            while scanned < n:
-                msg = mailbox[scanned]
-                if pred(msg):
-                    del mailbox[scanned]
-                    return msg
-                scanned += 1
-            if self.call_down is not None:
-                return None  # the process a call waits on has ended (see watch)
-            self._wait(deadline)
+    def watch_fd(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
+        """Wait on ``fd`` for ``events`` (``select.EPOLL*``) along with the
+        mailbox: whenever epoll reports it, ``pump`` (so ``receive``) runs
+        ``handler(events)``. The fd must not be watched already."""
+        self._ep.register(fd, events)
+        self._fd_handlers[fd] = handler
+
+    def modify_fd(self, fd: int, events: int) -> None:
+        """Wait on a watched ``fd`` for other ``events``; 0 pauses it."""
+        self._ep.modify(fd, events)
+
+    def unwatch_fd(self, fd: int) -> None:
+        """Stop waiting on ``fd`` (before closing it); nothing if it is not watched."""
+        if self._fd_handlers.pop(fd, None) is not None:
+            try:
+                self._ep.unregister(fd)
+            except (OSError, ValueError):
+                pass
+
+    # -- refs, monitors and calls -------------------------------------------------
+
+    def new_ref(self) -> Ref:
+        self._next_ref += 1
+        return Ref._make(self.pid.id, self._next_ref)
+
+    def add_monitor(self, ref: Ref, pid: Pid | None) -> None:
+        """Expect a DOWN for ``ref`` (central is told by the caller). ``pid``
+        is None while a spawn_monitor waits for its pid: the DOWN can come first."""
+        self._monitors[ref] = pid
+
+    def drop_monitor(self, ref: Ref) -> bool:
+        """Forget monitor ``ref``; whether it was active (a pid known, no DOWN yet)."""
+        return self._monitors.pop(ref, None) is not None
 
     def watch(self, pid: Pid) -> None:
         """Keep one monitor on ``pid`` for calls, for as long as it lives.
@@ -443,42 +287,36 @@ class Context:
         The watch's DOWN never reaches the mailbox; it ends the call in
         progress, if it is to that process (``self.calling``).
         """
-        if pid.id not in self.watches:
-            ref = self.new_ref()
-            self.watches[pid.id] = ref
+        if pid.id not in self._watches:
+            # Always a plain ref, never a subclass's: whether this monitor is
+            # made depends on when a DOWN arrived, so it must not move the
+            # count of a durable process's own refs (issue 6).
+            ref = Context.new_ref(self)
+            self._watches[pid.id] = ref
             self.tell([P.MONITOR, ref.owner, ref.n, pid.id])
 
-    def _wait(self, deadline: float | None) -> None:
-        if deadline is None:
-            self.pump(None)
-            return
-        left = deadline - _now()
-        if left <= 0:
-            # Look once more without waiting: timeout=0 still sees what is readable.
-            before = len(self.mailbox)
-            self.pump(0)
-            if len(self.mailbox) == before:
-                raise TimeoutError("receive() timed out: no matching message arrived in time")
-            return
-        self.pump(left)
+    def call_process(
+        self, pid: Pid, payload: bytes, match: Callable[[Any], bool], timeout: float | None
+    ) -> tuple[Any, tuple[str, Any] | None]:
+        """Send ``payload`` (an encoded message) to ``pid`` and wait for the
+        message ``match`` accepts, or for ``pid``'s end.
 
-    def flush_all(self, patience: float = 5.0) -> None:
-        """Push every queued message out, reading meanwhile (used at exit).
-
-        Gives up after ``patience`` seconds without progress: a receiver that
-        never reads must not keep a finished process alive.
+        Returns ``(message, None)``, or ``(None, reason)`` when ``pid`` ended
+        first; whatever ``pid`` sent before it ended is in the mailbox then.
+        Raises TimeoutError after ``timeout`` seconds (None: no limit).
         """
-        last_progress = _now()
-        last_left = -1
-        while any(p.out for p in self.out.values()):
-            left = sum(p.out_bytes for p in self.out.values())
-            if left != last_left:
-                last_left = left
-                last_progress = _now()
-            elif _now() - last_progress > patience:
-                log.warning("process %r ended with %d bytes of messages its receivers did not read", self.pid, left)
-                return
-            self.pump(0.05)
+        self.watch(pid)
+        self.calling = pid.id
+        self.call_down = None
+        try:
+            self.send_bytes(pid.id, payload)
+            msg = self.receive(match, timeout)
+            return msg, self.call_down
+        finally:
+            self.calling = None
+            self.call_down = None
+
+    # -- the end -----------------------------------------------------------------
 
     def exit(self, reason: tuple[str, Any]) -> None:
         """Report the final reason to central (the last thing a process says)."""
@@ -497,16 +335,21 @@ class Context:
         summary = "" if kind == "ok" else format_reason((kind, detail))
         self.tell([P.EXIT, kind, detail_bytes, summary])
 
+    def handover(self) -> socket.socket:
+        """Give up the socket to central, for a context that replaces this
+        one in the same process (a durable process's). Call it before this
+        context has read anything: what it read stays here."""
+        self._ep.close()
+        self.closed = True
+        return self.central
+
     def close(self) -> None:
-        for peer in list(self.peers_by_fd.values()):
-            peer.sock.close()
-        self.peers_by_fd.clear()
-        self.out.clear()
-        self.ep.close()
+        self._close_peers()
+        self._ep.close()
         self.central.close()
-        for fd in self.central_fds:
+        for fd in self._central_fds:
             os.close(fd)
-        self.central_fds.clear()
+        self._central_fds.clear()
 
 
 def raise_for_reason(pid: Pid, reason: tuple[str, Any]) -> None:

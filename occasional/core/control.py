@@ -25,7 +25,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,8 @@ from ..sck.frame import HEADER, Decoder, FrameError
 
 if TYPE_CHECKING:
     import asyncio
+
+    from .table import Proc
 
 log = logging.getLogger("occasional.core")
 
@@ -252,6 +254,51 @@ def cmdline(os_pid: int) -> list[str]:
             return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
     except OSError:
         return []
+
+
+def rss(os_pid: int) -> int | None:
+    """Resident memory of a Linux process, in bytes (None when it cannot be read)."""
+    try:
+        with open(f"/proc/{os_pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def snapshot(procs: Iterable[Proc], started_at: float) -> dict[str, Any]:
+    """What ``occasional ps`` shows of a runtime: central's process table ``procs``."""
+    now = time.monotonic()
+    owner = None
+    rows = []
+    for p in procs:
+        if p.owner:
+            owner = p
+        if p.finalized or (p.hidden and not p.owner):
+            continue
+        port = p.argv is not None
+        rows.append(
+            {
+                "id": p.id,
+                "os_pid": p.os_pid,
+                "name": p.name,
+                "child_id": p.child_id,
+                "kind": "owner" if p.owner else "port" if port else "process",
+                "function": None if port else p.function,
+                "argv": p.argv if port else (cmdline(p.os_pid) if p.owner and p.os_pid else None),
+                "state": "starting" if p.os_pid is None else proc_state(p.os_pid),
+                "restarts": p.restarts,
+                "uptime_s": round(now - p.started_mono, 3),
+                "rss_bytes": rss(p.os_pid) if p.os_pid else None,
+                "exe_pid": first_child(p.os_pid) if port and p.os_pid else None,
+            }
+        )
+    return {
+        "central": os.getpid(),
+        "owner": owner.os_pid if owner is not None else None,
+        "command": cmdline(owner.os_pid) if owner is not None and owner.os_pid else [],
+        "started_at": started_at,
+        "processes": rows,
+    }
 
 
 @dataclass

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .pid import Pid
+
 
 class _DataError(Exception):
     """An exception whose identity is its data."""
@@ -70,19 +72,26 @@ class NoProcess(_DataError):
 
 
 class NameTaken(_DataError):
-    """A name is already held by a live process."""
+    """A name is already held by a live process.
+
+    ``exc.name`` is the name, ``exc.holder`` the Pid holding it (None when
+    not known). Central's error reply carries ``name, holder_id,
+    holder_os_pid``, and ``NameTaken(*args)`` makes the holder's Pid from them.
+    """
 
     __module__ = "occasional"
     _fields = ("name", "holder")
 
-    def __init__(self, name: str, holder: Any = None) -> None:
+    def __init__(self, name: str, holder: Pid | int | None = None, holder_os_pid: int | None = None) -> None:
+        if type(holder) is int:
+            holder = Pid._make(holder, holder_os_pid or 0)
         super().__init__(name, holder)
         self.name = name
         self.holder = holder
 
     def __str__(self) -> str:
         held = f" by {self.holder!r}" if self.holder is not None else ""
-        return f"the name {self.name!r} is already registered{held}; pick another name or unregister it first"
+        return f"the name {self.name!r} is taken{held}; pick another name or unregister it first"
 
 
 def no_runtime(call: str) -> RuntimeError:

@@ -8,6 +8,7 @@ reaps them and reports each wait status to central.
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import select
@@ -45,30 +46,33 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     # Preload what every user process needs, once, before any fork.
-    from . import child, logs
+    from . import child, logs  # noqa: F401 (child: imported here for every child to share)
 
     logs.to_stderr()
 
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    me = os.getpid()
-    dec = Decoder()
-    fds: deque[int] = deque()
     _warm_up()
     # Freeze what is loaded now: children then share these pages instead of
     # copying them when the collector walks them (PSS per process, issue 3).
     gc.collect()
     gc.freeze()
+    _loop(sock, (wake_r, wake_w))
 
+
+def _loop(sock: socket.socket, wake: tuple[int, int]) -> NoReturn:
+    """Reap on SIGCHLD (through the wakeup pipe), fork on FORK, exit at EOF."""
+    dec = Decoder()
+    fds: deque[int] = deque()
     while True:
         try:
-            readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
+            readable, _, _ = select.select([sock.fileno(), wake[0]], [], [])
         except InterruptedError:
             continue
-        if wake_r in readable:
+        if wake[0] in readable:
             try:
-                while os.read(wake_r, 512):
+                while os.read(wake[0], 512):
                     pass
             except BlockingIOError:
                 pass
@@ -79,42 +83,59 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
                 os._exit(0)
             for raw in dec.feed(data):
                 msg = msgpack.unpackb(raw, raw=False)
-                if msg[0] != P.FORK:
-                    continue
-                _, pid_id, blob, sys_path, title = msg
-                child_fd = fds.popleft()
-                try:
-                    child_pid = os.fork()
-                except OSError as e:
-                    os.close(child_fd)
-                    _send(sock, [P.FORK_FAILED, pid_id, f"fork failed: {e}"])
-                    continue
-                if child_pid == 0:
-                    try:
-                        os.setpgid(0, 0)
-                        prctl.set_pdeathsig(signal.SIGKILL)
-                        if os.getppid() != me:
-                            os._exit(0)
-                        signal.set_wakeup_fd(-1)
-                        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                        signal.signal(signal.SIGINT, signal.default_int_handler)
-                        sock.close()
-                        os.close(wake_r)
-                        os.close(wake_w)
-                        for fd in fds:
-                            os.close(fd)
-                        set_title(title)
-                        child.main(socket.socket(fileno=child_fd), pid_id, blob, sys_path)
-                    finally:
-                        os._exit(70)
-                # Both sides set the process group, so a kill right after the
-                # fork already reaches the whole group (no race with the child).
-                try:
-                    os.setpgid(child_pid, child_pid)
-                except OSError:
-                    pass
-                os.close(child_fd)
-                _send(sock, [P.FORKED, pid_id, child_pid])
+                if msg[0] == P.FORK:
+                    _fork(sock, msg, fds, wake)
+
+
+def _fork(sock: socket.socket, msg: list[Any], fds: deque[int], wake: tuple[int, int]) -> None:
+    """Fork the process ``msg`` (a FORK frame) asks for and report FORKED, or
+    FORK_FAILED with the errno (issue 11: a failed fork says why)."""
+    _, pid_id, blob, sys_path, title = msg
+    child_fd = fds.popleft()
+    me = os.getpid()
+    try:
+        child_pid = os.fork()
+    except OSError as e:
+        os.close(child_fd)
+        code = errno.errorcode.get(e.errno or 0)
+        _send(sock, [P.FORK_FAILED, pid_id, f"{e} ({code})" if code else str(e)])
+        return
+    if child_pid == 0:
+        try:
+            _become_child(me, sock, fds, wake, title)
+            from . import child
+
+            child.main(socket.socket(fileno=child_fd), pid_id, blob, sys_path)
+        finally:
+            os._exit(70)
+    # Both sides set the process group, so a kill right after the
+    # fork already reaches the whole group (no race with the child).
+    try:
+        os.setpgid(child_pid, child_pid)
+    except OSError:
+        pass
+    os.close(child_fd)
+    _send(sock, [P.FORKED, pid_id, child_pid])
+
+
+def _become_child(parent: int, sock: socket.socket, fds: deque[int], wake: tuple[int, int], title: str) -> None:
+    """In a new child: its own process group, death with the forkserver, and
+    nothing of the forkserver's left open but the child's own socket."""
+    import prctl
+
+    os.setpgid(0, 0)
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sock.close()
+    os.close(wake[0])
+    os.close(wake[1])
+    for fd in fds:
+        os.close(fd)
+    set_title(title)
 
 
 def _warm_up() -> None:

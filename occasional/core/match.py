@@ -59,3 +59,13 @@ def compile_match(match: Any) -> Predicate | None:
     if callable(match):
         return match
     return lambda msg: matches(match, msg)
+
+
+def describe(match: Any) -> str:
+    """``match`` as an error message shows it: a type or a predicate by its
+    name, a template by its repr (cut short), so a timeout says what it
+    waited for."""
+    if isinstance(match, type) or callable(match):
+        return getattr(match, "__qualname__", None) or getattr(match, "__name__", None) or type(match).__qualname__
+    text = repr(match)
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -53,6 +53,32 @@ FORKED = 51  # [FORKED, pid_id, os_pid]
 REAPED = 52  # [REAPED, os_pid, status]
 FORK_FAILED = 53  # [FORK_FAILED, pid_id, error_text]
 
+# -- building frames -------------------------------------------------------------------
+#
+# Each layout above that central (or an extension inside it) builds in more
+# than one place is built here, so it is written once (issue 11).
+
+
+def reply(req: int, value: Any) -> list[Any]:
+    """The answer ``value`` to request ``req``."""
+    return [REPLY, req, True, value]
+
+
+def error(req: int, name: str, *args: Any) -> list[Any]:
+    """An error answer to ``req``: the caller raises exception ``name(*args)``."""
+    return [REPLY, req, False, [name, *args]]
+
+
+def down(owner: int, n: int, pid: list[int], reason: list[Any]) -> list[Any]:
+    """Monitor ``(owner, n)``'s process ``pid`` (``[pid_id, os_pid]``) ended with ``reason``."""
+    return [DOWN, owner, n, pid[0], pid[1], reason]
+
+
+def exit_signal(pid: list[int], reason: list[Any], sender_ended: bool) -> list[Any]:
+    """An exit signal from ``pid`` (``[pid_id, os_pid]``) to a process that traps exits."""
+    return [EXIT_SIGNAL, pid[0], pid[1], reason, sender_ended]
+
+
 # -- limits ----------------------------------------------------------------------------
 
 # The largest control frame central reads from a process (its Decoder's
@@ -212,6 +238,24 @@ def add_ops(owner: str, requests: dict[int, tuple[str, tuple[Field, ...]]], othe
     for op in (*requests, *others):
         OWNERS[op] = owner
     REQUESTS.update(requests)
+
+
+def check_owned(owner: str, codes: Any) -> None:
+    """Refuse, naming the code and its holder, any of ``codes`` that ``owner``
+    has not claimed with :func:`add_ops` (central's ``add_ops`` calls this
+    before it takes a handler: a layer handles only frames of its own)."""
+    for op in codes:
+        held = OWNERS.get(op) if type(op) is int else None
+        if held is None:
+            raise ValueError(
+                f"{owner}: op code {short_repr(op)} is claimed by no layer; "
+                "claim it first with occasional.core.protocol.add_ops"
+            )
+        if held != owner:
+            raise ValueError(
+                f"{owner}: op code {op} is claimed by {held}; "
+                f"handle only codes {owner} claimed with occasional.core.protocol.add_ops"
+            )
 
 
 # Values in error messages are shown cut short: an error about a 256 MiB

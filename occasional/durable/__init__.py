@@ -7,10 +7,15 @@ sends. When it crashes or is SIGKILLed, the runtime starts it again and it
 replays its journal (no step runs twice, no send is made twice), then goes
 live. ``occ.run(main, journal=PATH)`` resumes every unfinished one.
 
-Modules: ``api`` (the verbs), ``replay`` (a durable process's context),
-``writer`` (central's journal writer and restarts), ``supervised`` (a durable
-process as a Supervisor child), ``store`` (the SQLite store behind one
-interface), ``cli`` (``occasional journal``).
+Modules: ``api`` (the verbs), ``context`` (a durable process's context),
+``pid`` (``DurablePid``), ``replay`` (the body every durable process runs),
+``protocol`` (its frames to central, claimed from core), ``writer`` (central's
+journal writer and restarts), ``state`` (one durable process as the writer
+knows it), ``supervised`` (a durable process as a Supervisor child: what the
+supervisor asks central), ``following`` (central's side of that: D_FOLLOW,
+D_STOP), ``child_kind`` (that child's kind, registered with the Supervisor on
+import), ``store`` (the SQLite store behind one interface), ``cli``
+(``occasional journal``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import runtime as _runtime
+from . import child_kind as child_kind  # a partial of durable.spawn is a Supervisor child (issue 11)
 from .api import (
     DurablePid as DurablePid,
     Retry as Retry,

@@ -15,86 +15,19 @@ from typing import Any, TypeVar, overload
 import msgpack
 
 from ..core import codec, context
-from ..core.api import _describe, _short_name
+from ..core.api import describe_function, format_seconds, short_name
 from ..core.context import reason_from_wire
 from ..core.errors import NoProcess
-from ..core.pid import Pid
 from . import protocol as D, replay
-from .replay import DurableContext
+from .context import current as _durable_context
+
+# The address lives in .pid (replay needs it too); here are its public home
+# and, for pickles made before it moved, its old maker (issue 11).
+from .pid import DurablePid as DurablePid, _make_durable_pid as _make_durable_pid  # noqa: F401
 
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class DurablePid(Pid):
-    """The address of a durable process, valid across its restarts.
-
-    ``send`` to it goes through the journal: it returns once the message is
-    committed to the process's mailbox, and the process receives it whichever
-    incarnation runs then (or after a restart of the whole runtime). ``id`` and
-    ``os_pid`` are those of the incarnation the address was made for (0 when
-    none ran), so ``monitor``, ``link`` and ``kill`` act on that incarnation;
-    ``durable.result(pid.durable_id)`` waits for the process's end. Two
-    addresses are equal when they name the same incarnation of the same id.
-    """
-
-    __slots__ = ("durable_id",)
-    __module__ = "occasional.durable"
-    durable_id: str
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> DurablePid:
-        raise TypeError(
-            "occasional.durable.DurablePid has no public constructor; "
-            "get one from durable.spawn(), durable.whereis() or slf() in a durable process"
-        )
-
-    @classmethod
-    def _make_durable(cls, durable_id: str, id: int, os_pid: int) -> DurablePid:
-        self = object.__new__(cls)
-        _set_id(self, id)
-        _set_os_pid(self, os_pid)
-        _set_durable_id(self, durable_id)
-        return self
-
-    def _occ_route(self, msg: Any) -> None:
-        _send(self.durable_id, msg)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_make_durable_pid, (self.durable_id, self.id, self.os_pid))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, DurablePid) and other.durable_id == self.durable_id and other.id == self.id
-
-    def __ne__(self, other: object) -> bool:
-        return not self.__eq__(other)
-
-    def __hash__(self) -> int:
-        return hash(("occ-durable", self.durable_id, self.id))
-
-    def __repr__(self) -> str:
-        return f"<occ durable {self.durable_id!r} {self.os_pid}>"
-
-
-_set_id = Pid.__dict__["id"].__set__
-_set_os_pid = Pid.__dict__["os_pid"].__set__
-_set_durable_id = DurablePid.__dict__["durable_id"].__set__
-
-
-def _make_durable_pid(durable_id: str, id: int, os_pid: int) -> DurablePid:
-    return DurablePid._make_durable(durable_id, id, os_pid)
-
-
-def _send(durable_id: str, msg: Any) -> None:
-    ctx = context.current("send()")
-    try:
-        payload = codec.dumps(msg)
-    except TypeError as e:
-        raise TypeError(f"send(): {e}; nothing was sent") from e.__cause__
-    if isinstance(ctx, DurableContext):
-        ctx.send_durable(durable_id, payload)
-    else:
-        ctx.call(D.D_SEND, durable_id, payload, None, 0, [])
 
 
 def _check_id(call: str, id: Any) -> str:
@@ -133,7 +66,7 @@ def spawn(id: str, f: Callable[..., Any], *args: Any) -> DurablePid:
             f"durable.spawn({id!r}, ...): cannot serialize {f!r} or its arguments {args!r}: {e}; nothing was started"
         ) from e
     pid_id, os_pid = ctx.call(
-        D.D_SPAWN, id, blob, _describe(f), _packb(sys.path), f"occasional: {id} ({_short_name(f)})"
+        D.D_SPAWN, id, blob, describe_function(f), _packb(sys.path), f"occasional: {id} ({short_name(f)})"
     )
     return DurablePid._make_durable(id, pid_id, os_pid)
 
@@ -167,20 +100,15 @@ def result(id: str, timeout: float | None = None) -> tuple[str, Any]:
     _check_id(f"durable.result({id!r})", id)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"durable.result({id!r}, timeout={timeout!r}): give seconds as a number >= 0, or None")
-    ctx._next_req += 1
-    req = ctx._next_req
-    ctx.tell([D.D_RESULT, req, id])
+    req = ctx.request(D.D_RESULT, id)
     deadline = None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
-    while req not in ctx.replies:
-        if deadline is None:
-            ctx._read_central(blocking=True)
-            continue
-        left = deadline - time.monotonic()
-        if left <= 0:
-            ctx.tell([D.D_CANCEL, req])
-            raise TimeoutError(f"durable.result({id!r}) timed out: the process did not end within {timeout} s")
-        ctx.pump(left)
-    ok, value = ctx.replies.pop(req)
+    answer = ctx.wait_reply(req, deadline)
+    if answer is None:
+        assert timeout is not None  # only a wait with a deadline ends without an answer
+        ctx.tell([D.D_CANCEL, req])
+        secs = format_seconds(timeout)
+        raise TimeoutError(f"durable.result({id!r}, timeout={secs}): the process did not end within {secs} s")
+    ok, value = answer
     if not ok:
         raise NoProcess(id) if value[0] == "NoProcess" else RuntimeError(*value[1:])
     return reason_from_wire(value)
@@ -266,7 +194,7 @@ def _name(f: Callable[..., Any]) -> str:
 
 
 def _step(f: Callable[..., Any], args: tuple[Any, ...], retry: Retry | None) -> Any:
-    ctx = replay.current("durable.step()")
+    ctx = _durable_context("durable.step()")
     if not callable(f):
         raise TypeError(f"durable.step({f!r}): {f!r} is not callable; pass the function to run as a step")
     if retry is not None and not isinstance(retry, Retry):
@@ -334,7 +262,7 @@ def _dump_outcome(outcome: tuple[Any, ...]) -> bytes:
 
 def step_key() -> str:
     """The idempotency key of the step running now: ``"{id}:{n}"``, the same in every attempt."""
-    ctx = replay.current("durable.step_key()")
+    ctx = _durable_context("durable.step_key()")
     if ctx.step is None:
         raise RuntimeError("durable.step_key() works only inside a function that durable.step runs")
     return ctx.step[0]
@@ -342,14 +270,14 @@ def step_key() -> str:
 
 def attempt() -> int:
     """The attempt number of the step running now: 1, then 2 after a retry or a crash during it."""
-    ctx = replay.current("durable.attempt()")
+    ctx = _durable_context("durable.attempt()")
     if ctx.step is None:
         raise RuntimeError("durable.attempt() works only inside a function that durable.step runs")
     return ctx.step[1]
 
 
 def _value(call: str, kind: str, make: Callable[[], Any]) -> Any:
-    ctx = replay.current(call)
+    ctx = _durable_context(call)
     ev = ctx.next_event(kind, "")
     if ev is not None:
         return _unpackb(ev[3])
@@ -380,7 +308,7 @@ def sleep(seconds: float) -> None:
     deadline. A long sleep costs no process: the process ends and the runtime
     starts it again at the deadline, also after a restart of the whole runtime.
     """
-    ctx = replay.current("durable.sleep()")
+    ctx = _durable_context("durable.sleep()")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"durable.sleep({seconds!r}): give seconds as a number")
     if math.isnan(seconds) or seconds < 0:

@@ -201,13 +201,13 @@ def _check(path: str, id: str) -> tuple[str, str]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    import occasional as occ
+    from ..core.runtime import run
 
     path = sqlite_path(args.path)
     _open(path, "replay").close()
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: the journal's modules in the current directory
-    status, text = occ.run(_check, path, args.id)
+    status, text = run(_check, path, args.id)
     if status == "unknown":
         print(
             f"occasional journal replay: the journal {args.path!r} has no durable process {args.id!r}", file=sys.stderr

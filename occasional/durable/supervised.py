@@ -31,29 +31,18 @@ What the supervisor sees (docs/architecture.md, "Durable processes"):
   whatever its incarnation and also while it is asleep; the ``shutdown`` time
   of the spec does not apply, as a durable process loses nothing to a kill.
 
-This module holds both sides: the ops central's journal writer takes
-(``install``) and the calls the supervisor makes.
+This module is the supervisor's side, run in the supervisor's process;
+central's side, which the journal writer answers, is :mod:`.following`.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
-
-import msgpack
+from typing import Any
 
 from ..core import codec, context
 from ..core.context import reason_from_wire
 from . import protocol as D
-
-if TYPE_CHECKING:
-    from ..core.central import Proc
-    from .writer import State, Writer
-
-_unpackb = msgpack.unpackb
-
-
-# -- the supervisor's side ------------------------------------------------------------
 
 
 def is_spawn(f: Any) -> bool:
@@ -107,97 +96,7 @@ def stop(id: str, why: Any = "shutdown") -> tuple[str, Any]:
     """End durable process ``id`` for good with ``("killed", why)``; return its final reason."""
     ctx = context.current("a supervisor")
     ctx.call(D.D_STOP, id, codec.dumps(why))
-    ctx._next_req += 1
-    req = ctx._next_req
-    ctx.tell([D.D_RESULT, req, id])
-    while req not in ctx.replies:
-        ctx._read_central(blocking=True)
-    ok, value = ctx.replies.pop(req)
+    answer = ctx.wait_reply(ctx.request(D.D_RESULT, id), None)
+    assert answer is not None  # with no deadline it waits for the answer
+    ok, value = answer
     return reason_from_wire(value) if ok else ("noproc", None)
-
-
-# -- central's side (installed by writer.install) ----------------------------------------
-
-
-def install(w: Writer) -> None:
-    w.central.ops[D.D_FOLLOW] = functools.partial(op_follow, w)
-    w.central.ops[D.D_STOP] = functools.partial(op_stop, w)
-
-
-def link_followers(w: Writer, st: State, child: Proc) -> None:
-    """A new incarnation starts linked to every live process that follows its id."""
-    followers = w.followers.get(st.row.id)
-    if not followers:
-        return
-    for fid in list(followers):
-        q = w.central._live(fid)
-        if q is None:
-            followers.discard(fid)
-            continue
-        child.links.add(fid)
-        q.links.add(child.id)
-
-
-def op_follow(w: Writer, p: Proc, msg: list[Any]) -> None:
-    _, req, id, resume = msg
-    st = w.states.get(id)
-    if st is None:
-        w._error(p, req, "NoProcess", id)
-        return
-    if st.done and resume and st.row.reason is not None and _unpackb(st.row.reason)[0] != "ok":
-        _reopen(w, st)
-    if not st.done:
-        w.followers.setdefault(id, set()).add(p.id)
-        proc = st.proc
-        if proc is not None and not proc.finalized:
-            proc.links.add(p.id)
-            p.links.add(proc.id)
-    w.on_commit(lambda: _answer(w, p, req, st))
-
-
-def _answer(w: Writer, p: Proc, req: int, st: State) -> None:
-    if st.done:
-        if not st.committed_done:
-            w.on_commit(lambda: _answer(w, p, req, st))
-            return
-        w._reply(p, req, ["done", _unpackb(st.row.reason)])
-        return
-    proc = st.proc
-    if proc is None:
-        w._reply(p, req, ["idle"])
-    elif proc.os_pid is None:
-        proc.forked_waiters.append(lambda ok: _answer(w, p, req, st))
-    else:
-        w._reply(p, req, ["running", proc.id, proc.os_pid])
-
-
-def _reopen(w: Writer, st: State) -> None:
-    """Make a finished id unfinished again and start it: it replays its journal."""
-    st.done = st.committed_done = False
-    st.crashes, st.crash_pos = 0, -1
-    row = st.row
-    row.status, row.reason, row.finished = "running", None, None
-    w.batch.status.append((row.id, "running", None, None, None))
-    w.on_commit(lambda: w._start(st))
-
-
-def op_stop(w: Writer, p: Proc, msg: list[Any]) -> None:
-    _, req, id, why = msg
-    st = w.states.get(id)
-    if st is None:
-        w._error(p, req, "NoProcess", id)
-        return
-    followers = w.followers.get(id)
-    if followers is not None:
-        followers.discard(p.id)
-    if not st.done:
-        reason = ["killed", why]
-        proc = st.proc
-        if proc is not None and not proc.finalized:
-            w.central._kill(proc, reason)  # its exit hook makes the kill its final reason
-        else:
-            if st.timer is not None:
-                st.timer.cancel()
-                st.timer = None
-            w._finish(st, reason)
-    w.on_commit(lambda: w._reply(p, req, None))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -26,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..core import protocol as P
-from . import protocol as D, supervised
+from . import protocol as D
+from .following import Following
+from .state import State
 
 if TYPE_CHECKING:
-    from ..core.central import Central, Proc
+    from ..core.central import Central
+    from ..core.table import Proc
     from ..core.transport import Conn
-    from .store import Batch, ProcessRow, Store
+    from .store import Batch, Store
 
 log = logging.getLogger("occasional.durable")
 _packb = msgpack.packb
@@ -42,51 +44,6 @@ _MAX_TIMER_S = 86400.0
 _NO_JOURNAL = (
     "durable processes need a journal; start the runtime with occ.run(main, journal=PATH) (or occ.start(journal=PATH))"
 )
-
-
-class State:
-    """One durable process, as central knows it."""
-
-    __slots__ = (
-        "row",
-        "proc",
-        "hello",
-        "hello_seq",
-        "mailbox_seq",
-        "event_seq",
-        "last_send",
-        "crash_pos",
-        "crashes",
-        "idle_pos",
-        "waiters",
-        "done",
-        "committed_done",
-        "spawn_waiters",
-        "timer",
-        "fwd_seq",
-        "held",
-    )
-
-    def __init__(self, row: ProcessRow) -> None:
-        self.row = row
-        self.proc: Proc | None = None
-        self.hello = False
-        self.hello_seq = 0
-        self.mailbox_seq = 0
-        self.event_seq = 0
-        self.last_send: dict[str, int] = {}
-        self.crash_pos = -1
-        self.crashes = 0
-        self.idle_pos = -1
-        self.waiters: list[tuple[Proc, int]] = []
-        self.done = row.status == "done"
-        self.committed_done = self.done
-        self.spawn_waiters: list[Callable[[], None]] = []
-        self.timer: Any = None
-        # The last mailbox seq forwarded to the running incarnation, and
-        # whether forwarding stopped at the window (see Writer._catch_up).
-        self.fwd_seq = 0
-        self.held = False
 
 
 class Writer:
@@ -105,7 +62,7 @@ class Writer:
         self.scheduled = False
         self.lazy: Any = None  # the timer of a commit nobody waits for
         self.states: dict[str, State] = {}
-        self.followers: dict[str, set[int]] = {}  # id -> processes linked to every incarnation (supervised.py)
+        self.following = Following(self)  # supervisors linked to every incarnation of an id
         self.by_proc: dict[int, State] = {}
         mailbox, events, sends = store.last_seqs()
         for row in store.processes():
@@ -181,7 +138,7 @@ class Writer:
             st.fwd_seq = seq
         for p, req in acks:
             if p.conn is not None:
-                out[p.conn].append([P.REPLY, req, True, None])
+                out[p.conn].append(P.reply(req, None))
         for conn, frames in out.items():
             conn.send_frames(frames)
         for st, conn in held:
@@ -255,13 +212,13 @@ class Writer:
         self.forwards.append((dest, dest.mailbox_seq, body))
         self._schedule()
 
-    def _reply(self, p: Proc, req: int, value: Any) -> None:
-        if req and p.conn is not None:
-            p.conn.send([P.REPLY, req, True, value])
+    def reply(self, p: Proc, req: int, value: Any) -> None:
+        if req:  # 0: the process asked for no answer
+            self.central.reply(p, req, value)
 
-    def _error(self, p: Proc, req: int, name: str, *args: Any) -> None:
-        if req and p.conn is not None:
-            p.conn.send([P.REPLY, req, False, [name, *args]])
+    def error(self, p: Proc, req: int, name: str, *args: Any) -> None:
+        if req:
+            self.central.error(p, req, name, *args)
 
     # -- ops -----------------------------------------------------------------------
 
@@ -276,21 +233,21 @@ class Writer:
         row = ProcessRow(id, function, blob, sys_path, title, "running", None, None, time.time(), None)
         st = self.states[id] = State(row)
         self.batch.processes.append(row)
-        self.on_commit(lambda: self._start(st))
+        self.on_commit(lambda: self.start(st))
         self.on_commit(lambda: self._answer_spawn(p, req, st))
 
     def _answer_spawn(self, p: Proc, req: int, st: State) -> None:
         proc = st.proc
-        if proc is not None and proc.os_pid is None:
-            proc.forked_waiters.append(lambda ok: self._answer_spawn(p, req, st))
-            return
-        self._reply(p, req, [proc.id, proc.os_pid or 0] if proc is not None else [0, 0])
+        if proc is None:
+            self.reply(p, req, [0, 0])
+        else:
+            self.central.when_forked(proc, lambda ok: self.reply(p, req, proc.wire_pid()))
 
     def op_whereis(self, p: Proc, msg: list[Any]) -> None:
         _, req, id = msg
         st = self.states.get(id)
         if st is None:
-            self._reply(p, req, None)
+            self.reply(p, req, None)
         else:
             self._answer_spawn(p, req, st)
 
@@ -314,13 +271,13 @@ class Writer:
         if st is not None:
             self._events(st, events, urgent=bool(req))
         if req:
-            self.on_commit(lambda: self._reply(p, req, None))
+            self.on_commit(lambda: self.reply(p, req, None))
 
     def op_hello(self, p: Proc, msg: list[Any]) -> None:
         req = msg[1]
         st = self.by_proc.get(p.id)
         if st is None:
-            self._error(p, req, "RuntimeError", "this process is not a durable process")
+            self.error(p, req, "RuntimeError", "this process is not a durable process")
             return
 
         def answer() -> None:
@@ -329,7 +286,7 @@ class Writer:
             st.hello = True
             st.hello_seq = st.fwd_seq = st.mailbox_seq
             st.held = False
-            self._reply(p, req, [st.row.id, self.store.path, st.hello_seq])
+            self.reply(p, req, [st.row.id, self.store.path, st.hello_seq])
 
         self.on_commit(answer)
 
@@ -342,30 +299,30 @@ class Writer:
         _, req, events, reason = msg
         st = self.by_proc.get(p.id)
         if st is None:
-            self._error(p, req, "RuntimeError", "this process is not a durable process")
+            self.error(p, req, "RuntimeError", "this process is not a durable process")
             return
         self._events(st, events)
-        self._finish(st, reason)
-        self.on_commit(lambda: self._reply(p, req, None))
+        self.finish(st, reason)
+        self.on_commit(lambda: self.reply(p, req, None))
 
     def op_sleep(self, p: Proc, msg: list[Any]) -> None:
         _, req, events, wake_at = msg
         st = self.by_proc.get(p.id)
         if st is None:
-            self._error(p, req, "RuntimeError", "this process is not a durable process")
+            self.error(p, req, "RuntimeError", "this process is not a durable process")
             return
         self._events(st, events)
         st.row.status, st.row.wake_at = "asleep", wake_at
         self.batch.status.append((st.row.id, "asleep", None, wake_at, None))
-        self.on_commit(lambda: self._reply(p, req, None))
+        self.on_commit(lambda: self.reply(p, req, None))
 
     def op_result(self, p: Proc, msg: list[Any]) -> None:
         _, req, id = msg
         st = self.states.get(id)
         if st is None:
-            self._error(p, req, "NoProcess", id)
+            self.error(p, req, "NoProcess", id)
         elif st.committed_done:
-            self._reply(p, req, _unpackb(st.row.reason))
+            self.reply(p, req, _unpackb(st.row.reason))
         else:
             st.waiters.append((p, req))
 
@@ -377,7 +334,7 @@ class Writer:
 
     # -- the end of a process ----------------------------------------------------------
 
-    def _finish(self, st: State, wire_reason: list[Any]) -> None:
+    def finish(self, st: State, wire_reason: list[Any]) -> None:
         if st.done:
             return
         st.done = True
@@ -390,7 +347,7 @@ class Writer:
             st.committed_done = True
             waiters, st.waiters = st.waiters, []
             for p, req in waiters:
-                self._reply(p, req, wire_reason)
+                self.reply(p, req, wire_reason)
 
         self.on_commit(notify)
 
@@ -407,8 +364,7 @@ class Writer:
         st.proc, st.hello = None, False
         if self.batch:
             self._schedule()  # what it left unacknowledged is committed before anything else happens to it
-        central = self.central
-        if central.stopping or central.fs_lost is not None or st.done:
+        if self.central.refusal() is not None or st.done:
             return False
         if st.row.status == "asleep":
             self._wake_later(st)
@@ -417,7 +373,7 @@ class Writer:
         if kind in ("killed", "linked"):
             # Ended by the runtime on request (kill, a linked partner's end):
             # that is its end, as for any process (API.md section 4).
-            self._finish(st, reason)
+            self.finish(st, reason)
             return False
         pos = st.event_seq
         if st.idle_pos == pos:
@@ -437,10 +393,10 @@ class Writer:
                 pos,
                 detail["last"],
             )
-            self._finish(st, ["crashloop", codec.dumps(detail)])
+            self.finish(st, ["crashloop", codec.dumps(detail)])
             return True
         log.info("durable process %r ended without finishing (%s); restarting it", st.row.id, _describe(reason))
-        self.loop.call_soon(self._start, st)
+        self.loop.call_soon(self.start, st)
         return True
 
     def _wake_later(self, st: State) -> None:
@@ -458,27 +414,23 @@ class Writer:
             return
         st.row.status, st.row.wake_at = "running", None
         self.batch.status.append((st.row.id, "running", None, None, None))
-        self.on_commit(lambda: self._start(st))
+        self.on_commit(lambda: self.start(st))
 
     # -- starting incarnations -------------------------------------------------------------
 
-    def _start(self, st: State) -> None:
-        central = self.central
-        if st.done or st.proc is not None or central.stopping or central.fs_lost is not None:
+    def start(self, st: State) -> None:
+        """Start st's next incarnation (unless it finished, runs, or no process can start now)."""
+        if st.done or st.proc is not None or self.central.refusal() is not None:
             return
         row = st.row
-        child = central._new_proc(row.function)
-        child.hidden = False
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        central._attach(child, mine)
-        st.proc, st.hello, st.idle_pos = child, False, -1
-        self.by_proc[child.id] = st
-        supervised.link_followers(self, st, child)
         # The running program's sys.path first (a resume runs the code of now,
         # as `occasional journal replay` checks it), then the spawner's own.
         stored = _unpackb(row.sys_path)
         sys_path = self.sys_path + [p for p in stored if p not in self.sys_path]
-        central.fs.send([P.FORK, child.id, row.blob, sys_path, row.title], [theirs.detach()])
+        child = self.central.start_process(row.function, row.blob, sys_path, row.title)
+        st.proc, st.hello, st.idle_pos = child, False, -1
+        self.by_proc[child.id] = st
+        self.following.link_new(st, child)
 
     def resume(self) -> None:
         """Start every unfinished durable process of the journal (API.md section 7, resume)."""
@@ -488,7 +440,7 @@ class Writer:
             if st.row.status == "asleep":
                 self._wake_later(st)
             else:
-                self.loop.call_soon(self._start, st)
+                self.loop.call_soon(self.start, st)
 
 
 def _describe(reason: list[Any]) -> str:
@@ -503,23 +455,15 @@ def _describe(reason: list[Any]) -> str:
 
 def _no_journal(central: Central) -> None:
     def refuse(p: Proc, msg: list[Any]) -> None:
-        if len(msg) > 1 and type(msg[1]) is int and msg[1] and p.conn is not None:
-            p.conn.send([P.REPLY, msg[1], False, ["RuntimeError", _NO_JOURNAL]])
+        if len(msg) > 1 and type(msg[1]) is int and msg[1]:
+            central.error(p, msg[1], "RuntimeError", _NO_JOURNAL)
 
-    for op in (
-        D.D_SPAWN,
-        D.D_SEND,
-        D.D_EVENTS,
-        D.D_HELLO,
-        D.D_RESULT,
-        D.D_FINISH,
-        D.D_SLEEP,
-        D.D_WHEREIS,
-        D.D_FOLLOW,
-        D.D_STOP,
-    ):
-        central.ops[op] = refuse
-    central.ops[D.D_CANCEL] = central.ops[D.D_IDLE] = lambda p, msg: None
+    def ignore(p: Proc, msg: list[Any]) -> None:
+        pass
+
+    handlers = dict.fromkeys(D.REQUESTS, refuse)
+    handlers[D.D_CANCEL] = handlers[D.D_IDLE] = ignore
+    central.add_ops("durable", handlers)
 
 
 def install(central: Central, options: dict[str, Any]) -> None:
@@ -533,11 +477,10 @@ def install(central: Central, options: dict[str, Any]) -> None:
     store = Store(sqlite_path(journal), options.get("journal_sync") or DEFAULT_SYNC)
     w = Writer(central, store)
     w.sys_path = [p for p in options.get("sys_path") or [] if isinstance(p, str)]
-    central.ops.update({
+    central.add_ops("durable", {
         D.D_SPAWN: w.op_spawn, D.D_SEND: w.op_send, D.D_EVENTS: w.op_events, D.D_HELLO: w.op_hello,
         D.D_RESULT: w.op_result, D.D_CANCEL: w.op_cancel, D.D_FINISH: w.op_finish, D.D_SLEEP: w.op_sleep,
-        D.D_IDLE: w.op_idle, D.D_WHEREIS: w.op_whereis,
+        D.D_IDLE: w.op_idle, D.D_WHEREIS: w.op_whereis, **w.following.handlers(),
     })  # fmt: skip
-    supervised.install(w)
-    central.exit_hooks.append(w.on_exit)
+    central.add_exit_hook(w.on_exit)
     w.resume()

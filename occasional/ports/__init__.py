@@ -15,11 +15,11 @@ and everything it started are killed (see :mod:`occasional.ports.driver`).
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import shlex
 import shutil
 import stat
+from collections.abc import Sequence
 from typing import Any
 
 from ..core import api, codec
@@ -140,13 +140,13 @@ def _check_spec(
 
 
 def open_port(
-    argv: Any,
+    argv: Sequence[str | os.PathLike[str]],
     *,
     framing: str = "line",
-    cwd: Any = None,
+    cwd: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
-    stderr: Any = "inherit",
-    stdout: Any = "message",
+    stderr: str | LogFile = "inherit",
+    stdout: str | LogFile = "message",
     max_frame: int = DEFAULT_MAX_FRAME,
     name: str | None = None,
     link: bool = False,
@@ -174,12 +174,14 @@ def open_port(
     ctx = current("open_port()")
     spec = _check_spec(argv, framing, cwd, env, stdout, stderr, max_frame)
     if name is not None:
-        api._check_name("open_port()", name)
+        api.check_name("open_port()", name)
     token = ctx.new_ref()
     prepared = api.Prepared(driver.run, (spec, ctx.pid, token))
     prepared.title = os.path.basename(spec.argv[0])
     prepared.function = shlex.join(spec.argv)
-    pid, ref = api._spawn_prepared(ctx, prepared, name, bool(link), True, {"argv": list(spec.argv)})
+    pid, ref = api.spawn_from(
+        "open_port()", prepared, name=name, link=bool(link), monitor=True, meta={"argv": list(spec.argv)}
+    )
     assert ref is not None
 
     def started(m: Any) -> bool:
@@ -197,7 +199,7 @@ def open_port(
     return Port._make(pid.id, pid.os_pid)
 
 
-def close(port: Any) -> None:
+def close(port: Port) -> None:
     """Close the port's stdin once what was sent before is written (EOF for
     the executable). Erlang's ports cannot do this (erlang/otp #4326)."""
     ctx = current("occasional.ports.close()")
@@ -206,11 +208,11 @@ def close(port: Any) -> None:
     ctx.send_bytes(port.id, codec.dumps(CLOSE))
 
 
-def is_open_port(f: Any) -> bool:
-    """``open_port`` or a partial of it (a supervisor's child function)."""
-    while isinstance(f, functools.partial):
-        f = f.func
-    return f is open_port
-
-
 FrameError.__module__ = "occasional.ports"
+
+# A partial of open_port in a child spec starts a port: the Supervisor learns
+# that from its registry, which this fills, since behaviours never imports
+# ports (issue 11). Last, so that open_port exists to be passed in.
+from . import supervised as _supervised  # noqa: E402  registers ports as a Supervisor child kind
+
+_supervised.register(open_port)

@@ -181,16 +181,11 @@ class _Driver:
         for o in self.outputs:
             self.watch(o.fd, _EPOLLIN, o.on_event)
 
-    def watch(self, fd: int, events: int, handler: Any) -> None:
-        self.ctx.ep.register(fd, events)
-        self.ctx.fd_handlers[fd] = handler
+    def watch(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
+        self.ctx.watch_fd(fd, events, handler)
 
     def unwatch(self, fd: int) -> None:
-        if self.ctx.fd_handlers.pop(fd, None) is not None:
-            try:
-                self.ctx.ep.unregister(fd)
-            except (OSError, ValueError):
-                pass
+        self.ctx.unwatch_fd(fd)
 
     # -- the executable's output -> the owner ----------------------------------------
 
@@ -203,24 +198,22 @@ class _Driver:
             encode = self.encoders[tag] = encoder(self.me, tag)
         owner_id = self.owner.id
         self.ctx.send_framed(owner_id, b"".join([encode(f) for f in frames]))
-        peer = self.ctx.out.get(owner_id)
-        if peer is not None and peer.out_bytes > _HIGH_WATER:
+        if self.ctx.queued_bytes(owner_id) > _HIGH_WATER:
             self._pause_outputs()
 
     def _pause_outputs(self) -> None:
         for o in self.outputs:
             if o.open and not o.paused:
                 o.paused = True
-                self.ctx.ep.modify(o.fd, 0)
+                self.ctx.modify_fd(o.fd, 0)
 
     def _resume_outputs(self) -> None:
-        peer = self.ctx.out.get(self.owner.id)
-        if peer is not None and peer.out_bytes > _HIGH_WATER // 2:
+        if self.ctx.queued_bytes(self.owner.id) > _HIGH_WATER // 2:
             return
         for o in self.outputs:
             if o.open and o.paused:
                 o.paused = False
-                self.ctx.ep.modify(o.fd, _EPOLLIN)
+                self.ctx.modify_fd(o.fd, _EPOLLIN)
 
     # -- messages -> the executable's stdin ---------------------------------------------
 
@@ -278,7 +271,7 @@ class _Driver:
         os.close(self.pidfd)
         self.pidfd = -1
         self.status = self.proc.wait()
-        self.ctx.mailbox.append(_EXITED)
+        self.ctx.post(_EXITED)
 
     def fail(self, error: FrameError) -> None:
         """Bad output ends the port (API.md section 10), never the owner."""
@@ -449,7 +442,7 @@ def _die_with_the_runtime(driver: _Driver) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _end(ctx: Any, reason: tuple[str, Any]) -> NoReturn:
+def _end(ctx: context.Context, reason: tuple[str, Any]) -> NoReturn:
     try:
         ctx.flush_all()
         ctx.exit(reason)

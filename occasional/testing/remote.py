@@ -1,13 +1,17 @@
 """Remote assertions: ``occasional.run`` for tests.
 
 An assertion that fails in a process of the runtime fails the test with that
-process's traceback. The one occasional-specific part of ``occasional.testing``;
-it needs no plugin.
+process's traceback. The one part of ``occasional.testing`` that runs
+occasional; it needs no plugin.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..core import runtime
+from ..core.errors import ProcessExit
+from ..core.reasons import format_reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -24,13 +28,10 @@ def run(main: Callable[..., T], *args: Any, **options: Any) -> T:
     ``ProcessExit``; any other outcome is ``occasional.run``'s own.
     """
     __tracebackhide__ = True
-    # Looked up at each call rather than bound at import: the plugin's own tests
-    # (tests/test_framework_plugin.py) put a stand-in runtime in sys.modules.
-    import occasional
-
     try:
-        return occasional.run(main, *args, **options)
-    except occasional.ProcessExit as exit_:
+        value: T = runtime.run(main, *args, **options)
+        return value
+    except ProcessExit as exit_:
         reason = exit_.reason
         remote_assert = (
             isinstance(reason, tuple)
@@ -40,5 +41,5 @@ def run(main: Callable[..., T], *args: Any, **options: Any) -> T:
         )
         if not (remote_assert or isinstance(exit_.__cause__, AssertionError)):
             raise
-        text = occasional.format_reason(reason).rstrip("\n")
+        text = format_reason(reason).rstrip("\n")
         raise AssertionError(f"an assertion failed in a process of the runtime:\n{text}") from exit_

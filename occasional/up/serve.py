@@ -1,6 +1,7 @@
 """``occasional up FILE.toml``: run a services file as one supervision tree (API.md section 9).
 
-The file's format and checks are in :mod:`occasional.up.config`. Here:
+The file's format and checks are in :mod:`occasional.up.config` and
+:mod:`occasional.up.checks`. Here:
 the Supervisor's children (a port per ``argv`` service, a process per
 ``function`` service), the life of a function service's process (cwd, env,
 log files), and ``serve``, which runs the tree until SIGTERM or Ctrl-C.
@@ -15,8 +16,11 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from ..behaviours.child_kinds import ChildKind, add_child_kind
 from ..behaviours.supervisor import Supervisor
 from ..core import api
 from ..core.errors import ProcessExit
@@ -25,6 +29,9 @@ from ..core.reasons import format_reason
 from ..ports import open_port
 from ..ports.logfile import LogFile, LogWriter
 from .config import ConfigError as ConfigError, Plan, Service, load as load
+
+if TYPE_CHECKING:
+    from ..core.pid import Pid
 
 # Stopping a service under its own supervisor takes the service's own shutdown
 # time; its supervisor gets this much longer before it is killed.
@@ -43,7 +50,7 @@ class FunctionService:
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
-        # What ``occasional ps`` shows as the function (core.api._describe reads these).
+        # What ``occasional ps`` shows as the function (core.api.describe_function reads these).
         module, name = (svc.function or ":").split(":")
         self.__module__ = module
         self.__qualname__ = name
@@ -120,24 +127,30 @@ def _flush_stdio() -> None:
             pass
 
 
+@dataclass(frozen=True)
+class FunctionServiceKind(ChildKind):
+    """A function service as a Supervisor child: registered under its service name
+    as it is spawned, so that a service started after it (``after``) finds it by
+    name at once."""
+
+    def recognises(self, function: Callable[..., Any]) -> bool:
+        return isinstance(function, FunctionService)
+
+    def start(self, id: str, function: Callable[..., Any], args: tuple[Any, ...]) -> Pid:
+        return api.spawn_link(function, *args, name=id)
+
+
+add_child_kind(FunctionServiceKind())
+
+
 class Services(Supervisor):
-    """The supervisor of ``occasional up``: a Supervisor that logs its restarts and
-    registers a function service under its name as it spawns it."""
+    """The supervisor of ``occasional up``: a Supervisor that logs its restarts."""
 
     def init(self, *args: Any) -> Any:
         # Every process logs WARNING and up to stderr (core/logs.py); `occasional up`
         # also shows each restart, as supervisord does.
         logging.getLogger("occasional.supervisor").setLevel(logging.INFO)
         return super().init(*args)
-
-    def _start_child(self, child: Any) -> None:
-        f = child.spec.function
-        if isinstance(f, FunctionService):
-            # Registered as it is spawned, so that a service started after it
-            # (`after`) finds it by name at once.
-            child.pid = api.spawn_link(f, name=child.spec.id)
-        else:
-            super()._start_child(child)
 
 
 def child_specs(plan: Plan) -> list[dict[str, Any]]:
