@@ -21,8 +21,8 @@ needs an upper one offers a hook or a registry for it to fill
   the transport (``transport``), reaping with pidfds (``reaping``), the
   control socket (``control``), boot (``boot``); the forkserver; a process's
   side: its context (``context``), mailbox (``mailbox``) and peer sockets
-  (``peers``); matching, reasons, the wire codec and the op codes
-  (``protocol``). Internal, but for the surface extensions use (``Central``'s
+  (``peers``); matching, reasons, the checks of seconds and counts
+  (``checks``), the wire codec and the op codes (``protocol``). Internal, but for the surface extensions use (``Central``'s
   public methods, ``Context``'s, ``protocol.add_ops``).
 - ``occasional.sck``: length-prefixed frames and fd passing. Internal.
 - ``occasional.testing``: our pytest plugin, opt-in (``-p occasional.testing.plugin``),

@@ -18,10 +18,10 @@ the modules it imports (to unpickle its child specs) register.
 from __future__ import annotations
 
 import abc
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..core.api import unwrap_partial
 from .server import Server
 
 if TYPE_CHECKING:
@@ -141,9 +141,7 @@ class ServerChildKind(ChildKind):
     partial of either: started by its own ``start(*args, link=True)``."""
 
     def recognises(self, function: Callable[..., Any]) -> bool:
-        f: Any = function
-        while isinstance(f, functools.partial):
-            f = f.func
+        f = unwrap_partial(function)[0]
         if isinstance(f, type):
             return issubclass(f, Server)
         owner = getattr(f, "__self__", None)

@@ -15,9 +15,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..core import api
+from ..core.checks import check_timeout, format_seconds
 from ..core.codec import dumps, short_repr
-from ..core.context import current, raise_for_reason
-from ..core.errors import ProcessExit
+from ..core.context import current
+from ..core.errors import ProcessExit, exit_error
 from ..core.pid import Pid, Ref
 from ..core.reasons import keep_traceback
 from .protocol import CALL_TAG, CAST_TAG, REPLY_TAG, STARTED_TAG
@@ -118,8 +119,7 @@ class Server:
         if msg[0] == STARTED_TAG:
             api.demonitor(ref, flush=True)
             return pid
-        raise_for_reason(pid, msg[3])
-        raise ProcessExit(msg[3], pid)  # it ended normally, but before init returned
+        raise exit_error(pid, msg[3])  # it ended, normally or not, before init returned
 
 
 def _serve(cls: type[Server], args: tuple[Any, ...], parent: Pid, token: Ref) -> None:
@@ -211,7 +211,7 @@ def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
         occasional.ProcessExit: the server is gone or ended during the call.
     """
     ctx = current("call()")
-    seconds = api.check_timeout("call()", timeout)
+    seconds = check_timeout("call()", timeout)
     pid = _resolve("call()", dest)
     if pid is None:
         raise ProcessExit(("noproc", None), dest)
@@ -232,13 +232,12 @@ def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
         assert seconds is not None  # only a call with a timeout times out
         server = "" if isinstance(dest, Pid) else f" from {pid!r}"
         raise TimeoutError(
-            f"call({dest!r}, {short_repr(request)}): no reply{server} within {api.format_seconds(seconds)} s"
+            f"call({dest!r}, {short_repr(request)}): no reply{server} within {format_seconds(seconds)} s"
         ) from None
     if msg is not None:
         return msg[2]
     assert reason is not None  # call_process returns no message only with the server's reason
-    raise_for_reason(pid, reason)
-    raise ProcessExit(reason, pid)  # it ended normally, but before it replied
+    raise exit_error(pid, reason)  # it ended, normally or not, before it replied
 
 
 def _reply_ref(msg: Any) -> Hashable | None:

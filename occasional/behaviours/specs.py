@@ -7,10 +7,10 @@ kind recognises it (occasional/behaviours/child_kinds.py).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.checks import is_backoff, is_count, is_seconds
 from .child_kinds import child_kind_of
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one", "simple_one_for_one")
@@ -50,9 +50,7 @@ class ChildSpec:
                 f"child {self.id!r}: restart={self.restart!r} is not a restart type; use 'permanent', 'transient' or 'temporary'"
             )
         s = self.shutdown
-        if s != "brutal_kill" and (
-            isinstance(s, bool) or not isinstance(s, (int, float)) or not s >= 0 or math.isnan(s)
-        ):
+        if s != "brutal_kill" and not is_seconds(s, forever=True):  # inf: OTP's infinity (core/checks.py)
             raise ValueError(f"child {self.id!r}: shutdown={s!r} is not a shutdown; use seconds >= 0 or 'brutal_kill'")
         if not isinstance(self.significant, bool):
             raise TypeError(f"child {self.id!r}: significant={self.significant!r} is not True or False")
@@ -91,17 +89,12 @@ class SupervisorOptions:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy={self.strategy!r} is not a strategy; use one of {', '.join(STRATEGIES)}")
-        if isinstance(self.intensity, bool) or not isinstance(self.intensity, int) or self.intensity < 0:
+        if not is_count(self.intensity):
             raise ValueError(f"intensity={self.intensity!r} is not a number of restarts; use an int >= 0")
-        if isinstance(self.period, bool) or not isinstance(self.period, (int, float)) or not self.period > 0:
+        if not is_seconds(self.period, positive=True):
             raise ValueError(f"period={self.period!r} is not a period; use seconds > 0")
         b = self.backoff
-        if b is not None and not (
-            type(b) in (tuple, list)
-            and len(b) == 2
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
-            and 0 < b[0] <= b[1]
-        ):
+        if b is not None and not is_backoff(b):
             raise ValueError(f"backoff={b!r} is not a backoff; use (first_s, max_s) with 0 < first_s <= max_s")
         if self.auto_shutdown not in AUTO_SHUTDOWN:
             raise ValueError(f"auto_shutdown={self.auto_shutdown!r}; use one of {', '.join(AUTO_SHUTDOWN)}")

@@ -9,12 +9,12 @@ ports, durable), which start processes and check arguments the same way.
 from __future__ import annotations
 
 import functools
-import math
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import codec, context as _context, protocol as P
+from .checks import check_text, check_timeout, format_seconds
 from .context import current
 from .errors import NoProcess, ProcessExit
 from .match import compile_match, describe as describe_match
@@ -44,9 +44,22 @@ def describe_function(f: Any) -> str:
 
 def short_name(f: Any) -> str:
     """A function's bare name, for a process title."""
-    if isinstance(f, functools.partial):
-        return short_name(f.func)
+    f = unwrap_partial(f)[0]
     return getattr(f, "__name__", None) or type(f).__name__
+
+
+def unwrap_partial(f: Any, args: tuple[Any, ...] = ()) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """What calling ``f(*args)`` calls at last, through any (nested) functools.partial:
+    the function, all its positional arguments and the keywords the partials add.
+
+    The one place that reads a partial (issue 11): the Supervisor's child kinds
+    recognise ``open_port``, ``durable.spawn`` or a Server through one."""
+    keywords: dict[str, Any] = {}
+    while isinstance(f, functools.partial):
+        args = f.args + args
+        keywords = {**f.keywords, **keywords}  # an outer partial's keyword wins
+        f = f.func
+    return f, args, keywords
 
 
 def check_pid(call: str, pid: Any) -> Pid:
@@ -56,11 +69,7 @@ def check_pid(call: str, pid: Any) -> Pid:
 
 
 def check_name(call: str, name: Any) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"{call}: name={name!r} is not a string; names are strings")
-    if not name:
-        raise ValueError(f"{call}: name={name!r} is empty; use a non-empty string")
-    return name
+    return check_text(call, "name", name, "names are strings")
 
 
 def spawn_as(
@@ -229,28 +238,6 @@ def send(dest: Pid | str, msg: Any) -> None:
     except TypeError as e:
         raise TypeError(f"send(): {e}; nothing was sent") from e.__cause__
     ctx.send_bytes(pid_id, payload)
-
-
-def check_timeout(call: str, timeout: Any) -> float | None:
-    """``timeout`` as seconds (None: wait forever, as is ``inf``), or the error naming it."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"{call}: timeout={timeout!r} is not a number; give seconds as a number, or None to wait forever"
-        )
-    if math.isnan(timeout) or timeout < 0:
-        raise ValueError(
-            f"{call}: timeout={timeout!r} is negative; use a number >= 0 (0 just looks), or None to wait forever"
-        )
-    if math.isinf(timeout):
-        return None
-    return float(timeout)
-
-
-def format_seconds(seconds: float) -> str:
-    """Seconds as an error message says them: ``5``, ``0.25``."""
-    return str(int(seconds)) if float(seconds).is_integer() else repr(seconds)
 
 
 def receive(match: Any = None, timeout: float | None = None) -> Any:

@@ -29,7 +29,7 @@ import msgpack
 
 from . import protocol as P
 from .reaping import children, kill_children_soon, open_pidfd, reap_ended, sigkill, signal_process
-from .reasons import reason_from_status
+from .reasons import describe_exit, reason_from_status
 from .requests import Requests
 from .table import Proc, Table
 from .transport import Conn
@@ -301,7 +301,7 @@ class Central:
                 "process <occ %s> (%s) ended and no process monitors or links to it: %s",
                 p.os_pid,
                 p.function,
-                p.summary or _describe_wire(reason),
+                p.summary or P.describe_reason(reason),
             )
         normal = reason[0] == "ok"
         for q in linked:
@@ -377,7 +377,7 @@ class Central:
     def _forkserver_lost(self, status: int | None) -> None:
         if self.fs_lost is not None or self.stopping:
             return
-        how = "unknown status" if status is None else _describe_status(status)
+        how = describe_exit(None if status is None else reason_from_status(status))
         self.fs_lost = f"the runtime's forkserver ended ({how})"
         log.error("%s; ending every process of the runtime", self.fs_lost)
         # Every user process dies with it (their death signal); the reason says
@@ -481,17 +481,3 @@ class Central:
         self.loop.remove_reader(self.fs_pidfd)
         os.close(self.fs_pidfd)
         self.fs_pidfd = -1
-
-
-def _describe_wire(reason: list[Any]) -> str:
-    kind, detail = reason
-    if kind == "signal":
-        return f"killed by signal {_unpackb(detail)}"
-    if kind == "exitcode":
-        return f"exited with status {_unpackb(detail)}"
-    return kind
-
-
-def _describe_status(status: int) -> str:
-    kind, detail = reason_from_status(status)
-    return f"killed by {detail}" if kind == "signal" else f"exit status {detail}"

@@ -15,10 +15,13 @@ from typing import Any
 from . import codec, context
 from .context import Context
 from .pid import Pid
-from .reasons import keep_traceback
+from .reasons import keep_traceback, reason_from_exit_code
 
 
-def _flush_stdio() -> None:
+def flush_stdio() -> None:
+    """Flush sys.stdout and sys.stderr, as the interpreter would at exit: a
+    process that ends with os._exit (every process of the runtime) loses
+    what their buffers hold otherwise. Never raises (a closed stream)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:
@@ -48,27 +51,21 @@ def main(sock: socket.socket, pid_id: int, blob: bytes, sys_path: list[str]) -> 
         del blob
         reason = ("ok", f(*args))
     except SystemExit as e:
-        code = e.code
-        if code is None or code == 0:
-            reason = ("ok", None)
-        elif isinstance(code, int):
-            exit_status = code & 0xFF
-            reason = ("exitcode", exit_status)
-        else:
-            # sys.exit("message"): Python prints the message and exits with 1.
-            print(code, file=sys.stderr)
-            exit_status = 1
-            reason = ("exitcode", 1)
+        reason = reason_from_exit_code(e.code)
+        if reason[0] == "exitcode":
+            exit_status = reason[1]
+            if not isinstance(e.code, int):
+                print(e.code, file=sys.stderr)  # sys.exit("message"): Python prints the message
     except BaseException as e:
         _remember_traceback(e)
         reason = ("error", e)
     try:
         ctx.flush_all()
-        _flush_stdio()
+        flush_stdio()
         if exit_status is None:
             ctx.exit(reason)
     except BaseException:
         pass
     finally:
-        _flush_stdio()
+        flush_stdio()
         os._exit(exit_status or 0)

@@ -22,7 +22,7 @@ import msgpack
 from ..sck.fdpass import recv_with_fds
 from ..sck.frame import HEADER, Decoder
 from . import codec, protocol as P
-from .errors import NameTaken, NoProcess, ProcessExit, no_runtime
+from .errors import NameTaken, NoProcess, no_runtime
 from .peers import PeerSockets
 from .pid import Pid, Ref
 from .reasons import format_reason
@@ -350,16 +350,6 @@ class Context(PeerSockets):
         for fd in self._central_fds:
             os.close(fd)
         self._central_fds.clear()
-
-
-def raise_for_reason(pid: Pid, reason: tuple[str, Any]) -> None:
-    """Raise ProcessExit for an abnormal reason, chaining the original exception."""
-    if reason[0] == "ok":
-        return
-    err = ProcessExit(reason, pid)
-    if reason[0] == "error" and isinstance(reason[1], BaseException):
-        raise err from reason[1]
-    raise err
 
 
 # -- the calling process's context -------------------------------------------------

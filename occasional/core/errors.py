@@ -54,6 +54,16 @@ class ProcessExit(_DataError):
         return f"{who} ended: {format_reason(self.reason)}"
 
 
+def exit_error(pid: Any, reason: tuple[str, Any]) -> ProcessExit:
+    """The ProcessExit for ``pid``'s end with ``reason``, chained from the
+    exception the process raised, if any: what a verb that waits on a process
+    raises (run, Server.start and call, open_port; one place, issue 11)."""
+    err = ProcessExit(reason, pid)
+    if reason[0] == "error" and isinstance(reason[1], BaseException):
+        err.__cause__ = reason[1]  # as ``raise err from reason[1]``: the context is suppressed
+    return err
+
+
 class NoProcess(_DataError):
     """No process is registered under that name."""
 

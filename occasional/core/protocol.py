@@ -16,7 +16,10 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from . import codec
+from .reasons import format_reason
 
 # process -> central
 SPAWN = 1  # [SPAWN, req, blob, name, link, mon_owner, mon_n, function, sys_path, title, meta]
@@ -77,6 +80,31 @@ def down(owner: int, n: int, pid: list[int], reason: list[Any]) -> list[Any]:
 def exit_signal(pid: list[int], reason: list[Any], sender_ended: bool) -> list[Any]:
     """An exit signal from ``pid`` (``[pid_id, os_pid]``) to a process that traps exits."""
     return [EXIT_SIGNAL, pid[0], pid[1], reason, sender_ended]
+
+
+# -- reading reasons -------------------------------------------------------------------
+
+
+def os_reason(reason: list[Any]) -> tuple[str, Any] | None:
+    """A wire reason of the OS's kinds (``"exitcode"``, ``"signal"``) as a
+    ``(kind, detail)`` tuple, read without unpickling anything; None for any
+    other kind, or a detail that is no plain value."""
+    kind, detail = reason
+    if kind not in ("exitcode", "signal"):
+        return None
+    try:
+        value = msgpack.unpackb(detail)
+    except Exception:
+        return None
+    return (kind, value) if isinstance(value, (int, str)) else None
+
+
+def describe_reason(reason: list[Any]) -> str:
+    """A wire reason in words for central's log (it loads no user data): the
+    OS's kinds as format_reason says them (``"exited with status 3"``,
+    ``"killed by signal SIGKILL"``), any other kind by its name."""
+    local = os_reason(reason)
+    return str(reason[0]) if local is None else format_reason(local)
 
 
 # -- limits ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import traceback
 from types import TracebackType
@@ -9,16 +10,9 @@ from typing import Any
 
 Reason = tuple[str, Any]
 
-KINDS = ("ok", "error", "exitcode", "signal", "killed", "linked", "noproc")
-
 # Attribute under which an exception carries its traceback text from the
 # process that raised it (the traceback object itself cannot travel).
 TRACEBACK_ATTR = "_occ_traceback"
-
-
-def is_normal(reason: Reason) -> bool:
-    """A reason is normal iff its kind is ``"ok"``."""
-    return reason[0] == "ok"
 
 
 def signal_name(signum: int) -> str:
@@ -29,22 +23,43 @@ def signal_name(signum: int) -> str:
 
 
 def reason_from_status(status: int) -> Reason:
-    """The reason of a process that ended without reporting one."""
-    if os_wifsignaled(status):
-        return ("signal", signal_name(os_wtermsig(status)))
-    return ("exitcode", os_wexitstatus(status))
+    """The reason of a process that ended without reporting one, from its wait status."""
+    if os.WIFSIGNALED(status):
+        return ("signal", signal_name(os.WTERMSIG(status)))
+    return ("exitcode", os.WEXITSTATUS(status))
 
 
-def os_wifsignaled(status: int) -> bool:
-    return (status & 0x7F) not in (0, 0x7F)
+def reason_from_returncode(returncode: int) -> Reason:
+    """The reason of a child by its ``subprocess.Popen.returncode`` (-N: killed by signal N)."""
+    if returncode < 0:
+        return ("signal", signal_name(-returncode))
+    return ("exitcode", returncode)
 
 
-def os_wtermsig(status: int) -> int:
-    return status & 0x7F
+def reason_from_exit_code(code: object) -> Reason:
+    """The reason of a process whose function raised ``SystemExit(code)``, as
+    the OS reports its end: None or 0 is a normal end; an int is the exit
+    status, masked to a byte as the kernel does (``sys.exit(300)`` ends with
+    44); anything else (``sys.exit("message")``, which Python prints) is 1.
+
+    One rule for a plain process (core/child.py) and a durable one
+    (durable/replay.py), which journals this reason (issue 11)."""
+    if code is None or code == 0:
+        return ("ok", None)
+    if isinstance(code, int):
+        return ("exitcode", code & 0xFF)
+    return ("exitcode", 1)
 
 
-def os_wexitstatus(status: int) -> int:
-    return (status >> 8) & 0xFF
+def describe_exit(reason: Reason | None) -> str:
+    """How one of the runtime's own processes (central, the forkserver) ended,
+    for an error about it: ``"killed by SIGKILL"``, ``"exit status 3"``, or
+    ``"status unknown"`` for None. ``reason`` is of the OS's kinds, from
+    reason_from_status or reason_from_returncode."""
+    if reason is None:
+        return "status unknown"
+    kind, detail = reason
+    return f"killed by {detail}" if kind == "signal" else f"exit status {detail}"
 
 
 def keep_traceback(exc: BaseException, tb: TracebackType | None = None) -> None:

@@ -17,9 +17,10 @@ import msgpack
 
 from ..sck.frame import Decoder
 from . import context, protocol as P
-from .context import Context, raise_for_reason
-from .errors import ProcessExit
+from .context import Context
+from .errors import ProcessExit, exit_error
 from .pid import Pid
+from .reasons import describe_exit, reason_from_returncode
 
 OPTIONS = ("journal",)
 # Hooks into central (STYLE.md: core never imports durable; durable fills this
@@ -343,18 +344,13 @@ def run(main: Callable[..., Any], *args: Any, **options: Any) -> Any:
         ) from e
     finally:
         stop()
-    raise_for_reason(pid, reason)
+    if reason[0] != "ok":
+        raise exit_error(pid, reason)
     return reason[1]
 
 
 def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "status unknown"
-    if returncode < 0:
-        from .reasons import signal_name
-
-        return f"killed by {signal_name(-returncode)}"
-    return f"exit status {returncode}"
+    return describe_exit(None if returncode is None else reason_from_returncode(returncode))
 
 
 __all__ = ["run", "start", "stop", "runtime", "ProcessExit"]

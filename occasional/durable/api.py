@@ -15,7 +15,8 @@ from typing import Any, TypeVar, overload
 import msgpack
 
 from ..core import codec, context
-from ..core.api import describe_function, format_seconds, short_name
+from ..core.api import describe_function, short_name
+from ..core.checks import check_text, format_seconds, is_count, is_number, is_seconds, is_whole
 from ..core.context import reason_from_wire
 from ..core.errors import NoProcess
 from . import protocol as D, replay
@@ -31,11 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _check_id(call: str, id: Any) -> str:
-    if not isinstance(id, str):
-        raise TypeError(f"{call}: id={id!r} is not a string; a durable process has a stable string id")
-    if not id:
-        raise ValueError(f"{call}: id={id!r} is empty; use a non-empty string")
-    return id
+    return check_text(call, "id", id, "a durable process has a stable string id")
 
 
 def spawn(id: str, f: Callable[..., Any], *args: Any) -> DurablePid:
@@ -98,7 +95,7 @@ def result(id: str, timeout: float | None = None) -> tuple[str, Any]:
     """
     ctx = context.current("durable.result()")
     _check_id(f"durable.result({id!r})", id)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+    if timeout is not None and not (is_number(timeout) and timeout >= 0):  # inf: forever, as None (core/checks.py)
         raise ValueError(f"durable.result({id!r}, timeout={timeout!r}): give seconds as a number >= 0, or None")
     req = ctx.request(D.D_RESULT, id)
     deadline = None if timeout is None or math.isinf(timeout) else time.monotonic() + timeout
@@ -126,16 +123,16 @@ class Retry:
     max_delay: float = 60.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+        if not is_whole(self.attempts):
             raise TypeError(f"Retry(attempts={self.attempts!r}): attempts is a whole number of attempts, e.g. 3")
-        if self.attempts < 1:
+        if not is_count(self.attempts, least=1):
             raise ValueError(f"Retry(attempts={self.attempts!r}): a step needs at least 1 attempt")
         for field in ("backoff", "max_delay"):
             value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_number(value):
                 raise TypeError(f"Retry({field}={value!r}): give seconds as a number")
-            if math.isnan(value) or value < 0:
-                raise ValueError(f"Retry({field}={value!r}): give seconds as a number >= 0")
+            if not is_seconds(value):  # a wait that never ends is no retry (core/checks.py)
+                raise ValueError(f"Retry({field}={value!r}): give seconds as a finite number >= 0")
 
     def delay(self, failures: int) -> float:
         """The wait after the ``failures``-th failure."""
@@ -309,9 +306,11 @@ def sleep(seconds: float) -> None:
     starts it again at the deadline, also after a restart of the whole runtime.
     """
     ctx = _durable_context("durable.sleep()")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+    if not is_number(seconds):
         raise TypeError(f"durable.sleep({seconds!r}): give seconds as a number")
-    if math.isnan(seconds) or seconds < 0:
+    if math.isinf(seconds) and seconds > 0:  # its deadline is journaled, and must be finite (core/checks.py)
+        raise ValueError(f"durable.sleep({seconds!r}): a sleep must end; give a finite number of seconds")
+    if not is_seconds(seconds):
         raise ValueError(f"durable.sleep({seconds!r}): a sleep cannot be negative; give seconds >= 0")
     ev = ctx.next_event("sleep", "")
     if ev is not None:

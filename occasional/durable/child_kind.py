@@ -9,11 +9,11 @@ durable child, and the calls it makes, are in occasional/durable/supervised.py.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..behaviours.child_kinds import Ended, FollowedChildKind, add_child_kind
+from ..core.api import unwrap_partial
 from . import supervised
 
 if TYPE_CHECKING:
@@ -24,11 +24,7 @@ if TYPE_CHECKING:
 
 def _spawn_args(function: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, ...]:
     """The arguments a partial of durable.spawn passes it: (id, f, *args)."""
-    f: Any = function
-    while isinstance(f, functools.partial):
-        args = f.args + args
-        f = f.func
-    return args
+    return unwrap_partial(function, args)[1]
 
 
 @dataclass(frozen=True)

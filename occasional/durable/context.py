@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -32,6 +31,7 @@ from typing import Any
 import msgpack
 
 from ..core import codec, context
+from ..core.child import flush_stdio
 from ..core.context import Context
 from ..core.pid import Pid, Ref
 from . import protocol as D
@@ -282,11 +282,7 @@ class DurableContext(Context):
     def hibernate(self, deadline: float) -> None:
         self.call(D.D_SLEEP, self.take_pending(), deadline)
         self.flush_all()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
+        flush_stdio()
         os._exit(0)
 
     # -- the end ----------------------------------------------------------------------

@@ -51,9 +51,8 @@ class Following:
     def op_follow(self, p: Proc, msg: list[Any]) -> None:
         _, req, id, resume = msg
         w = self.w
-        st = w.states.get(id)
+        st = w.known(p, req, id)
         if st is None:
-            w.error(p, req, "NoProcess", id)
             return
         if st.done and resume and st.row.reason is not None and _unpackb(st.row.reason)[0] != "ok":
             self._reopen(st)
@@ -93,9 +92,8 @@ class Following:
     def op_stop(self, p: Proc, msg: list[Any]) -> None:
         _, req, id, why = msg
         w = self.w
-        st = w.states.get(id)
+        st = w.known(p, req, id)
         if st is None:
-            w.error(p, req, "NoProcess", id)
             return
         followers = self.followers.get(id)
         if followers is not None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core import context
-from ..core.reasons import keep_traceback
+from ..core.reasons import keep_traceback, reason_from_exit_code
 from . import protocol as D
 from .context import DurableContext
 from .errors import JournalEnd
@@ -45,8 +45,9 @@ def run(durable_id: str, f: Callable[..., Any], args: tuple[Any, ...], check_pat
             raise ctx.mismatch("return", "")
         reason = ("ok", value)
     except SystemExit as e:
-        code = e.code
-        reason = ("ok", None) if code is None or code == 0 else ("exitcode", code if isinstance(code, int) else 1)
+        # Journaled as the OS reports the end (sys.exit(300) is 44); core/child.py,
+        # where this SystemExit goes on to, ends the process so and prints a message.
+        reason = reason_from_exit_code(e.code)
         ctx.finish(reason)
         ctx.flush_all()
         raise

@@ -37,10 +37,10 @@ central's side, which the journal writer answers, is :mod:`.following`.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from ..core import codec, context
+from ..core.api import unwrap_partial
 from ..core.context import reason_from_wire
 from . import protocol as D
 
@@ -49,9 +49,7 @@ def is_spawn(f: Any) -> bool:
     """``durable.spawn`` or a partial of it (a supervisor's child function)."""
     from .api import spawn
 
-    while isinstance(f, functools.partial):
-        f = f.func
-    return f is spawn
+    return unwrap_partial(f)[0] is spawn
 
 
 def start(f: Any, args: tuple[Any, ...]) -> tuple[str, Any]:
@@ -61,13 +59,9 @@ def start(f: Any, args: tuple[Any, ...]) -> tuple[str, Any]:
     abnormally, and returns what ``follow`` returns."""
     from .api import spawn
 
-    while isinstance(f, functools.partial):
-        if f.keywords:
-            raise TypeError(
-                f"{f!r}: durable.spawn takes no keyword arguments; pass id, f and its arguments positionally"
-            )
-        args = f.args + args
-        f = f.func
+    _spawn, args, keywords = unwrap_partial(f, args)
+    if keywords:
+        raise TypeError(f"{f!r}: durable.spawn takes no keyword arguments; pass id, f and its arguments positionally")
     if not args:
         raise TypeError("a durable child needs an id: use functools.partial(durable.spawn, id, f, *args)")
     spawn(*args)

@@ -275,9 +275,8 @@ class Writer:
 
     def op_hello(self, p: Proc, msg: list[Any]) -> None:
         req = msg[1]
-        st = self.by_proc.get(p.id)
+        st = self.caller(p, req)
         if st is None:
-            self.error(p, req, "RuntimeError", "this process is not a durable process")
             return
 
         def answer() -> None:
@@ -290,6 +289,20 @@ class Writer:
 
         self.on_commit(answer)
 
+    def caller(self, p: Proc, req: int) -> State | None:
+        """The durable process ``p`` is, or None once ``req`` is answered that it is none."""
+        st = self.by_proc.get(p.id)
+        if st is None:
+            self.error(p, req, "RuntimeError", "this process is not a durable process")
+        return st
+
+    def known(self, p: Proc, req: int, id: str) -> State | None:
+        """Durable process ``id``, or None once ``req`` is answered with NoProcess."""
+        st = self.states.get(id)
+        if st is None:
+            self.error(p, req, "NoProcess", id)
+        return st
+
     def op_idle(self, p: Proc, msg: list[Any]) -> None:
         st = self.by_proc.get(p.id)
         if st is not None:
@@ -297,9 +310,8 @@ class Writer:
 
     def op_finish(self, p: Proc, msg: list[Any]) -> None:
         _, req, events, reason = msg
-        st = self.by_proc.get(p.id)
+        st = self.caller(p, req)
         if st is None:
-            self.error(p, req, "RuntimeError", "this process is not a durable process")
             return
         self._events(st, events)
         self.finish(st, reason)
@@ -307,9 +319,8 @@ class Writer:
 
     def op_sleep(self, p: Proc, msg: list[Any]) -> None:
         _, req, events, wake_at = msg
-        st = self.by_proc.get(p.id)
+        st = self.caller(p, req)
         if st is None:
-            self.error(p, req, "RuntimeError", "this process is not a durable process")
             return
         self._events(st, events)
         st.row.status, st.row.wake_at = "asleep", wake_at
@@ -318,10 +329,10 @@ class Writer:
 
     def op_result(self, p: Proc, msg: list[Any]) -> None:
         _, req, id = msg
-        st = self.states.get(id)
+        st = self.known(p, req, id)
         if st is None:
-            self.error(p, req, "NoProcess", id)
-        elif st.committed_done:
+            return
+        if st.committed_done:
             self.reply(p, req, _unpackb(st.row.reason))
         else:
             st.waiters.append((p, req))
@@ -385,7 +396,7 @@ class Writer:
         if st.crashes >= CRASH_LIMIT:
             from ..core import codec
 
-            detail = {"position": pos, "crashes": st.crashes, "last": _describe(reason)}
+            detail = {"position": pos, "crashes": st.crashes, "last": _last(reason)}
             log.error(
                 "durable process %r crashed %d times at journal position %d (last: %s); not restarting it",
                 st.row.id,
@@ -395,7 +406,7 @@ class Writer:
             )
             self.finish(st, ["crashloop", codec.dumps(detail)])
             return True
-        log.info("durable process %r ended without finishing (%s); restarting it", st.row.id, _describe(reason))
+        log.info("durable process %r ended without finishing (%s); restarting it", st.row.id, P.describe_reason(reason))
         self.loop.call_soon(self.start, st)
         return True
 
@@ -443,14 +454,10 @@ class Writer:
                 self.loop.call_soon(self.start, st)
 
 
-def _describe(reason: list[Any]) -> str:
-    kind, detail = reason
-    if kind in ("signal", "exitcode"):
-        try:
-            return f"{kind} {_unpackb(detail)}"
-        except Exception:
-            return str(kind)
-    return str(kind)
+def _last(reason: list[Any]) -> str:
+    """A crash loop's last end as its journaled record says it: ``"signal SIGKILL"``."""
+    local = P.os_reason(reason)
+    return str(reason[0]) if local is None else f"{local[0]} {local[1]}"
 
 
 def _no_journal(central: Central) -> None:

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core import api, codec
-from ..core.context import current, raise_for_reason
-from ..core.errors import ProcessExit
+from ..core.checks import is_count
+from ..core.context import current
+from ..core.errors import exit_error
 from ..core.pid import Port
 from ..sck.frame import FrameError
 from . import driver
@@ -128,7 +129,7 @@ def _check_spec(
         env = dict(env)
     out = _check_output("stdout", stdout, STDOUTS)
     err = _check_output("stderr", stderr, STDERRS)
-    if isinstance(max_frame, bool) or not isinstance(max_frame, int) or max_frame < 1:
+    if not is_count(max_frame, least=1):
         raise ValueError(f"open_port: max_frame={max_frame!r} is not a size; use an int of bytes >= 1")
     if max_frame > MAX_MAX_FRAME:
         raise ValueError(
@@ -191,8 +192,7 @@ def open_port(
 
     msg = api.receive(started)
     if msg[0] == "DOWN":
-        raise_for_reason(pid, msg[3])
-        raise ProcessExit(msg[3], pid)
+        raise exit_error(pid, msg[3])
     api.demonitor(ref, flush=True)
     if msg[2] is not None:
         raise msg[2]

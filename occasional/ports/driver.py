@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 from ..core import api, context
 from ..core.pid import Pid, Port, Ref
 from ..core.reaping import kill_children
+from ..core.reasons import reason_from_returncode
 from ..sck.frame import FrameError
 from .framing import Framer, encoder, frame_out
 from .logfile import LogFile, LogWriter
@@ -50,7 +51,6 @@ log = logging.getLogger("occasional.ports")
 _READ = 1 << 16
 _EPOLLIN = select.EPOLLIN
 _EPOLLOUT = select.EPOLLOUT
-_HUP = select.EPOLLHUP | select.EPOLLERR
 # Stop reading the executable while this much is queued for a slow owner:
 # the pipe then fills and the executable blocks, instead of the driver's memory.
 _HIGH_WATER = 8 << 20
@@ -277,21 +277,15 @@ class _Driver:
         """Bad output ends the port (API.md section 10), never the owner."""
         if self.ending is None:
             self.ending = ("error", error)
-        self._kill_executable()
+        self._signal_executable(signal.SIGKILL)
         for o in self.outputs:
             o.close()
 
-    def _kill_executable(self) -> None:
+    def _signal_executable(self, sig: int) -> None:
+        """Send ``sig`` to the executable's process group, while it has not ended."""
         if self.proc is not None and self.status is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-    def _terminate_executable(self) -> None:
-        if self.proc is not None and self.status is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                os.killpg(self.proc.pid, sig)
             except OSError:
                 pass
 
@@ -302,7 +296,7 @@ class _Driver:
         elif t is tuple and len(msg) == 4 and msg[0] == "DOWN" and msg[1] == self.owner_ref:
             # The owner is gone: so is everything it started (API.md section 8).
             self.ending = ("killed", f"its owner {self.owner!r} ended")
-            self._kill_executable()
+            self._signal_executable(signal.SIGKILL)
         elif t is tuple and len(msg) == 3 and msg[0] == "EXIT":
             self._on_exit_signal(msg[1], msg[2])
         elif msg == CLOSE:
@@ -322,11 +316,11 @@ class _Driver:
             # and its shutdown time; the supervisor kills the port after that.
             if self.ending is None:
                 self.ending = reason
-            self._terminate_executable()
+            self._signal_executable(signal.SIGTERM)
             return
         if self.ending is None:
             self.ending = ("linked", (sender, reason))
-        self._kill_executable()
+        self._signal_executable(signal.SIGKILL)
 
     def loop(self) -> None:
         receive = self.ctx.receive
@@ -364,14 +358,7 @@ class _Driver:
                 )
         status = self.status
         assert status is not None
-        if status == 0:
-            return ("ok", None)
-        if status > 0:
-            return ("exitcode", status)
-        try:
-            return ("signal", signal.Signals(-status).name)
-        except ValueError:
-            return ("signal", f"signal {-status}")
+        return ("ok", None) if status == 0 else reason_from_returncode(status)
 
 
 def _kill_everything_started(pgid: int) -> None:
@@ -411,7 +398,7 @@ def run(spec: PortSpec, owner: Pid, token: Ref) -> NoReturn:
         api.send(owner, (driver.me, ("exit_status", status)))
         reason = driver.reason()
     except BaseException as e:
-        driver._kill_executable()
+        driver._signal_executable(signal.SIGKILL)
         _kill_everything_started(driver.proc.pid if driver.proc else 0)
         reason = ("error", e)
     _end(ctx, reason)

@@ -18,6 +18,8 @@ import errno
 import os
 from dataclasses import dataclass
 
+from ..core.checks import is_count
+
 # At most this many old files: rotation renames each of them, every time
 # (1,000 renames take a few milliseconds); a larger count is a typo, and
 # backups = 10**9 would stall the writer in renames at every rotation.
@@ -56,10 +58,10 @@ class LogFile:
             )
         object.__setattr__(self, "path", os.path.abspath(path))
         m = self.max_bytes
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        if not is_count(m, least=1):
             raise ValueError(f"LogFile(max_bytes={m!r}) is not a size; use an int of bytes >= 1, e.g. 10 * 2**20")
         b = self.backups
-        if isinstance(b, bool) or not isinstance(b, int) or b < 0:
+        if not is_count(b):
             raise ValueError(f"LogFile(backups={b!r}) is not a number of old files to keep; use an int >= 0")
         if b > MAX_BACKUPS:
             raise ValueError(

@@ -14,11 +14,11 @@ import the package that imports it (tests/test_architecture.py: no cycles).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..behaviours.child_kinds import ChildKind, add_child_kind
+from ..core.api import unwrap_partial
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,10 +33,7 @@ class PortChildKind(ChildKind):
     open_port: Callable[..., Pid]
 
     def recognises(self, function: Callable[..., Any]) -> bool:
-        f: Any = function
-        while isinstance(f, functools.partial):
-            f = f.func
-        return f is self.open_port
+        return unwrap_partial(function)[0] is self.open_port
 
     def start(self, id: str, function: Callable[..., Any], args: tuple[Any, ...]) -> Pid:
         port: Pid = function(*args, link=True)

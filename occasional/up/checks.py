@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import math
 import os
 import re
 import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..core.checks import is_backoff, is_count
 from ..ports.logfile import MAX_BACKUPS, LogFile
 
 if TYPE_CHECKING:
@@ -104,12 +104,7 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
 def check_backoff(c: Checker, keys: tuple[str, ...], value: Any) -> tuple[float, float] | None:
     if value is None:
         return None
-    if not (
-        isinstance(value, list)
-        and len(value) == 2
-        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
-        and 0 < value[0] <= value[1] < math.inf
-    ):
+    if not (isinstance(value, list) and is_backoff(value)):
         raise c.fail(
             keys,
             f"{value!r} is not a backoff; use [first_s, max_s] with 0 < first_s <= max_s, e.g. backoff = [0.5, 10]",
@@ -187,13 +182,13 @@ def check_output(c: Checker, keys: tuple[str, ...], value: Any, words: tuple[str
     if not isinstance(path, str) or not path:
         raise c.fail(keys, f"{value!r} has no path; {fix}")
     max_bytes = table.get("max_bytes", LogFile.max_bytes)
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+    if not is_count(max_bytes, least=1):
         raise c.fail(
             (*keys, "max_bytes"),
             f"{max_bytes!r} is not a size; use an integer of bytes >= 1, e.g. max_bytes = 10485760",
         )
     backups = table.get("backups", LogFile.backups)
-    if isinstance(backups, bool) or not isinstance(backups, int) or backups < 0:
+    if not is_count(backups):
         raise c.fail(
             (*keys, "backups"),
             f"{backups!r} is not a number of old files to keep; use an integer >= 0, e.g. backups = 5",

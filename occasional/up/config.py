@@ -55,7 +55,6 @@ in reverse, so a service starts after what it names and stops before it.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import tomllib
@@ -63,6 +62,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..behaviours.specs import RESTARTS
+from ..core.checks import is_count, is_seconds
 from ..ports.logfile import LogFile
 from .checks import (
     Checker,
@@ -135,12 +135,12 @@ def load(path: str) -> Plan:
     c = Checker(path, text)
     c.unknown_keys((), doc, TOP_KEYS)
     intensity = doc.get("intensity", 5)
-    if isinstance(intensity, bool) or not isinstance(intensity, int) or intensity < 0:
+    if not is_count(intensity):
         raise c.fail(
             ("intensity",), f"{intensity!r} is not a number of restarts; use an integer >= 0, e.g. intensity = 5"
         )
     period = doc.get("period", 10.0)
-    if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < math.inf:
+    if not is_seconds(period, positive=True):
         raise c.fail(("period",), f"{period!r} is not a period; use seconds > 0, e.g. period = 10")
     backoff = check_backoff(c, ("backoff",), doc.get("backoff"))
     services = doc.get("services")
@@ -257,9 +257,7 @@ def _lifecycle(c: Checker, keys: tuple[str, ...], table: dict[str, Any]) -> tupl
             (*keys, "restart"), f'{restart!r} is not a restart type; use "permanent", "transient" or "temporary"'
         )
     shutdown = table.get("shutdown", 5.0)
-    if shutdown != "brutal_kill" and (
-        isinstance(shutdown, bool) or not isinstance(shutdown, (int, float)) or not 0 <= shutdown < math.inf
-    ):
+    if shutdown != "brutal_kill" and not is_seconds(shutdown, forever=True):
         raise c.fail(
             (*keys, "shutdown"),
             f'{shutdown!r} is not a shutdown; use seconds >= 0 (e.g. shutdown = 5) or "brutal_kill"',

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ..behaviours.child_kinds import ChildKind, add_child_kind
 from ..behaviours.supervisor import Supervisor
 from ..core import api
+from ..core.child import flush_stdio
 from ..core.errors import ProcessExit
 from ..core.match import ANY
 from ..core.reasons import format_reason
@@ -75,7 +76,7 @@ class _Redirect:
     def __init__(self, stdout: LogFile | str, stderr: LogFile | str) -> None:
         self.saved: dict[int, int] = {}
         self.threads: list[threading.Thread] = []
-        _flush_stdio()
+        flush_stdio()
         if isinstance(stdout, LogFile):
             self._to_log(1, stdout)
         if stderr == "stdout":
@@ -102,7 +103,7 @@ class _Redirect:
 
     def undo(self) -> None:
         """Put fd 1 and 2 back and let the threads write what is left in the pipes."""
-        _flush_stdio()
+        flush_stdio()
         for fd, saved in self.saved.items():
             os.dup2(saved, fd)
             os.close(saved)
@@ -117,14 +118,6 @@ def _copy(r: int, writer: LogWriter) -> None:
     finally:
         writer.close()
         os.close(r)
-
-
-def _flush_stdio() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
 
 
 @dataclass(frozen=True)
