@@ -279,7 +279,7 @@ def monitor(pid: Pid) -> Ref:
     check_pid(f"monitor({pid!r})", pid)
     ref = ctx.new_ref()
     ctx.add_monitor(ref, pid)
-    ctx.tell([P.MONITOR, ref.owner, ref.n, pid.id])
+    ctx.tell(P.monitor(ref.owner, ref.n, pid.id))
     return ref
 
 

@@ -293,7 +293,7 @@ class Context(PeerSockets):
             # count of a durable process's own refs (issue 6).
             ref = Context.new_ref(self)
             self._watches[pid.id] = ref
-            self.tell([P.MONITOR, ref.owner, ref.n, pid.id])
+            self.tell(P.monitor(ref.owner, ref.n, pid.id))
 
     def call_process(
         self, pid: Pid, payload: bytes, match: Callable[[Any], bool], timeout: float | None

@@ -82,6 +82,11 @@ def exit_signal(pid: list[int], reason: list[Any], sender_ended: bool) -> list[A
     return [EXIT_SIGNAL, pid[0], pid[1], reason, sender_ended]
 
 
+def monitor(owner: int, n: int, target: int) -> list[Any]:
+    """Ask central for a DOWN under ref ``(owner, n)`` when process ``target`` ends."""
+    return [MONITOR, owner, n, target]
+
+
 # -- reading reasons -------------------------------------------------------------------
 
 

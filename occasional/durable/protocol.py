@@ -29,6 +29,12 @@ D_MSG = 70  # central -> process: [D_MSG, seq, body]
 D_FOLLOW = 71  # [D_FOLLOW, req, id, resume] -> ["running", pid_id, os_pid] | ["idle"] | ["done", reason]
 D_STOP = 72  # [D_STOP, req, id, why] -> the final wire reason, once committed
 
+
+def message(seq: int, body: bytes) -> list[Any]:
+    """A committed message, forwarded to the running incarnation (D_MSG)."""
+    return [D_MSG, seq, body]
+
+
 # Durable messages forwarded to a process and not yet read: beyond this,
 # central stops forwarding and sends the rest from the journal once the
 # process has read what it has (nothing is lost: they are committed).

@@ -133,7 +133,7 @@ class Writer:
                 st.held = True
                 held.append((st, conn))
                 continue
-            out.setdefault(conn, []).append([D.D_MSG, seq, body])
+            out.setdefault(conn, []).append(D.message(seq, body))
             sizes[conn] = sizes.get(conn, 0) + len(body)
             st.fwd_seq = seq
         for p, req in acks:
@@ -191,7 +191,7 @@ class Writer:
         for seq, body in rows:
             if size > D.FORWARD_WINDOW:
                 break
-            frames.append([D.D_MSG, seq, body])
+            frames.append(D.message(seq, body))
             size += len(body)
             st.fwd_seq = seq
         if len(frames) == len(rows) and len(rows) < 256:
