@@ -149,6 +149,8 @@ def test_a_message_before_a_bad_header_in_the_same_write_from_a_peer_is_received
         sink = occ.spawn(collect, occ.slf(), 2)
         bad = occ.spawn_link(vandal, sink)
         got = occ.receive(timeout=10)
+        # Unlinked first: main's own end must not race the kill's EXIT over the link.
+        occ.unlink(bad)
         occ.kill(bad)
         return got
 
