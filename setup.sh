@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Sets up a development environment in .venv: the libcap headers that
-# python-prctl builds against (Debian's libcap-dev), then the package itself
-# in editable mode with its test dependencies. Safe to run again.
+# Sets up a development environment in .venv: the Debian packages the build and the tests need,
+# then the package itself in editable mode with its test dependencies. Safe to run again, and
+# quick when everything is there.
+#
+# - libcap-dev: the headers python-prctl builds against.
+# - postgresql: the real server that the tests of the PostgreSQL journal start in a temporary
+#   directory of their own (occasional.testing.postgres, issue 12). The psycopg wheel brings its
+#   own libpq, so no client library is needed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if [ ! -e /usr/include/sys/capability.h ]; then
+missing=()
+[ -e /usr/include/sys/capability.h ] || missing+=(libcap-dev)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+
+if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "setup: installing libcap-dev (python-prctl builds against it)" >&2
+    echo "setup: installing ${missing[*]}" >&2
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libcap-dev >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -36,8 +36,10 @@ if TYPE_CHECKING:
 
 # Our own tests opt in to occasional's pytest plugin: a timeout per test, and a test
 # that leaves a process or fd behind fails. Installing occasional loads it for nobody
-# else (issue 11).
-pytest_plugins = ["occasional.testing.plugin"]
+# else (issue 11). The second is the real PostgreSQL server the journal tests start
+# (fixtures postgres_server, postgres_url; issue 12); psycopg is imported only when a
+# test asks for a database.
+pytest_plugins = ["occasional.testing.plugin", "occasional.testing.postgres"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
