@@ -22,6 +22,7 @@ import msgpack
 from ..sck.frame import HEADER
 from . import control, logs, protocol as P
 from .central import Central
+from .checks import without_password
 from .reaping import kill_children
 from .titles import set_title
 
@@ -124,8 +125,8 @@ def _naming_options(message: str, options: dict[str, Any]) -> str:
     """``message``, led by the options the user gave the hook unless it names one
     already: "unable to open database file" says nothing of which journal
     (API.md section 10: name the offending value)."""
-    given = {k: v for k, v in options.items() if k != "sys_path" and v is not None}
-    if not given or any(str(v) in message for v in given.values()):
+    given = {k: without_password(str(v)) for k, v in options.items() if k != "sys_path" and v is not None}
+    if not given or any(v in message for v in given.values()):
         return message
     return f"{', '.join(f'{k}={v!r}' for k, v in given.items())}: {message}"
 

@@ -22,6 +22,7 @@ error, which names the value, the rule and what to do (STYLE.md, "Errors").
 from __future__ import annotations
 
 import math
+import urllib.parse
 from typing import Any
 
 
@@ -91,3 +92,25 @@ def check_timeout(call: str, timeout: Any) -> float | None:
 def format_seconds(seconds: float) -> str:
     """Seconds as an error message says them: ``5``, ``0.25``."""
     return str(int(seconds)) if float(seconds).is_integer() else repr(seconds)
+
+
+def without_password(text: str) -> str:
+    """``text`` as errors and logs may show it: a URL without its password (in
+    the user part or a ``password=`` parameter); anything else unchanged, so an
+    error still contains the very string the user passed (issue 12)."""
+    if "://" not in text:
+        return text
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:
+        return text
+    netloc, query = parts.netloc, parts.query
+    user, at, hosts = netloc.rpartition("@")
+    if at and ":" in user:
+        netloc = f"{user.partition(':')[0]}@{hosts}"
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    if any(k == "password" for k, _v in pairs):
+        query = urllib.parse.urlencode([(k, v) for k, v in pairs if k != "password"], safe="/")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return text
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))

@@ -14,7 +14,7 @@ journal writer and restarts), ``state`` (one durable process as the writer
 knows it), ``supervised`` (a durable process as a Supervisor child: what the
 supervisor asks central), ``following`` (central's side of that: D_FOLLOW,
 D_STOP), ``child_kind`` (that child's kind, registered with the Supervisor on
-import), ``store`` (the SQLite store behind one interface), ``cli``
+import), ``store`` (one interface, two stores: SQLite and PostgreSQL), ``cli``
 (``occasional journal``).
 """
 
@@ -50,7 +50,9 @@ def _check_options(call: str, options: dict[str, Any]) -> None:
             f"or 'process' (a commit survives the SIGKILL of any process); the default is {_DEFAULT_SYNC!r}"
         )
     if sync is not None and options.get("journal") is None:
-        raise ValueError(f"{call}: journal_sync={sync!r} needs journal=PATH, the journal it applies to")
+        raise ValueError(
+            f"{call}: journal_sync={sync!r} needs journal=PATH or a postgresql:// URL, the journal it applies to"
+        )
 
 
 # Central opens the journal through this hook: core never imports durable (STYLE.md).

@@ -19,9 +19,11 @@ from typing import Any
 import msgpack
 
 from ..core import codec
-from .store import Reader, sqlite_path
+from .store import Reader, journal_name
 
 _WIDTH = 70
+# Either store (issue 12): the journal string picks it, as journal= does.
+_PATH_HELP = "the journal: an SQLite file, or a postgresql:// URL"
 
 
 def add_journal_command(commands: Any) -> None:
@@ -34,10 +36,10 @@ def add_journal_command(commands: Any) -> None:
     )
     sub = journal_p.add_subparsers(dest="journal_command", metavar="SUBCOMMAND", required=True)
     ls_p = sub.add_parser("ls", help="every durable process of the journal: id, status, events, messages, function")
-    ls_p.add_argument("path", metavar="PATH")
+    ls_p.add_argument("path", metavar="PATH", help=_PATH_HELP)
     ls_p.set_defaults(handler=_ls)
     show_p = sub.add_parser("show", help="the history of one durable process: seq, kind, name, a short body")
-    show_p.add_argument("path", metavar="PATH")
+    show_p.add_argument("path", metavar="PATH", help=_PATH_HELP)
     show_p.add_argument("id", metavar="ID")
     show_p.set_defaults(handler=_show)
     for p in (ls_p, show_p):
@@ -54,15 +56,15 @@ def add_journal_command(commands: Any) -> None:
         "outcomes, receives their recorded messages, sends and sleeps do nothing. Exits 1 and shows the "
         "first NonDeterminism if the code no longer takes the recorded path (for CI); 0 otherwise.",
     )
-    replay_p.add_argument("path", metavar="PATH")
+    replay_p.add_argument("path", metavar="PATH", help=_PATH_HELP)
     replay_p.add_argument("id", metavar="ID")
     replay_p.set_defaults(handler=_replay)
 
 
 def _open(path: str, command: str) -> Reader:
     try:
-        return Reader(sqlite_path(path))
-    except (FileNotFoundError, ValueError) as e:
+        return Reader(journal_name(path))
+    except (OSError, ValueError, RuntimeError) as e:
         # Exit 2, as `occasional up` for a file it refuses: nothing was read.
         print(f"occasional journal {command}: {e}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -203,7 +205,7 @@ def _check(path: str, id: str) -> tuple[str, str]:
 def _replay(args: argparse.Namespace) -> int:
     from ..core.runtime import run
 
-    path = sqlite_path(args.path)
+    path = journal_name(args.path)
     _open(path, "replay").close()
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: the journal's modules in the current directory

@@ -28,6 +28,7 @@ from ..core import protocol as P
 from . import protocol as D
 from .following import Following
 from .state import State
+from .store import shown
 
 if TYPE_CHECKING:
     from ..core.central import Central
@@ -109,7 +110,7 @@ class Writer:
                 # types, 64-bit ints, finite times, sizes under SQLite's blob
                 # limit), so what fails here is the store itself (disk I/O, a
                 # full disk, a damaged file), never a process's input (issue 10).
-                log.exception("the journal %s could not be written; ending the runtime", self.store.path)
+                log.exception("the journal %s could not be written; ending the runtime", shown(self.store.path))
                 os._exit(1)
         # One write per process: its forwarded messages, then its acks, so a
         # durable process that sends to itself finds the message when its send
@@ -183,9 +184,7 @@ class Writer:
             return  # caught up already, or that incarnation is ending: the next one starts from the journal
         # Rows after fwd_seq that are in the store are committed: their
         # forwards were skipped while held; later ones come with their commit.
-        rows = self.store.db.execute(
-            "SELECT seq, body FROM mailbox WHERE process=? AND seq>? ORDER BY seq LIMIT 256", (st.row.id, st.fwd_seq)
-        ).fetchall()
+        rows = self.store.mailbox_after(st.row.id, st.fwd_seq, 256)
         frames: list[list[Any]] = []
         size = 0
         for seq, body in rows:
@@ -479,9 +478,10 @@ def install(central: Central, options: dict[str, Any]) -> None:
     if journal is None:
         _no_journal(central)
         return
-    from .store import DEFAULT_SYNC, Store, sqlite_path
+    from .store import DEFAULT_SYNC, Store
 
-    store = Store(sqlite_path(journal), options.get("journal_sync") or DEFAULT_SYNC)
+    # The journal string picks the store: a postgresql:// URL or an SQLite path (issue 12).
+    store = Store(journal, options.get("journal_sync") or DEFAULT_SYNC)
     w = Writer(central, store)
     w.sys_path = [p for p in options.get("sys_path") or [] if isinstance(p, str)]
     central.add_ops("durable", {

@@ -1,4 +1,4 @@
-"""Where journals live: the store interface and the SQLite store.
+"""The SQLite store: a journal in one file, the embedded default.
 
 Three tables, one per concern, each clustered on ``(process, seq)``
 (``WITHOUT ROWID``), so one process's rows are contiguous on disk and a
@@ -14,9 +14,9 @@ replay reads them with one range scan:
 
 Bodies are msgpack (``occasional.core.codec``), which falls back to dill only
 for values msgpack cannot carry. Central's journal writer is the only writer
-(:class:`Store`); a durable process reads its own rows over a read-only
-connection (:class:`Reader`). A PostgreSQL store would implement the same two
-classes (STYLE.md layout: ``durable/`` holds the stores).
+(:class:`SQLiteStore`); a durable process reads its own rows over a read-only
+connection (:class:`SQLiteReader`). :mod:`.postgres` implements the same
+interface (:mod:`.base`).
 
 The file says what it is: ``PRAGMA application_id`` is :data:`APPLICATION_ID`
 and ``PRAGMA user_version`` the layout of the tables (:data:`LAYOUT`), so a
@@ -32,11 +32,11 @@ import fcntl
 import os
 import sqlite3
 import urllib.parse
-from dataclasses import dataclass, field
-from typing import Any
 
-SYNC_MODES = {"machine": "FULL", "process": "NORMAL"}
-DEFAULT_SYNC = "machine"
+from .base import Batch, ProcessRow, Reader, Store, sqlite_path
+
+# What each journal_sync mode (API.md section 7) is in SQLite.
+SYNCHRONOUS = {"machine": "FULL", "process": "NORMAL"}
 # "OCCJ": what `PRAGMA application_id` of every journal says (sqlite.org/fileformat.html, offset 68).
 APPLICATION_ID = 0x4F43434A
 # The layout of the tables below, in `PRAGMA user_version`; raise it with any
@@ -58,46 +58,8 @@ _SCHEMA = (
 )
 
 
-@dataclass
-class ProcessRow:
-    id: str
-    function: str
-    blob: bytes
-    sys_path: bytes
-    title: str
-    status: str  # "running", "asleep" or "done"
-    reason: bytes | None  # msgpack [kind, detail_bytes] once done
-    wake_at: float | None
-    created: float
-    finished: float | None
-
-
-@dataclass
-class Batch:
-    """Everything one group commit writes, in one transaction."""
-
-    processes: list[ProcessRow] = field(default_factory=list)
-    mailbox: list[tuple[str, int, str | None, int | None, bytes]] = field(default_factory=list)
-    events: list[tuple[str, int, str, str, bytes]] = field(default_factory=list)
-    # (id, status, reason, wake_at, finished)
-    status: list[tuple[str, str, bytes | None, float | None, float | None]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.processes or self.mailbox or self.events or self.status)
-
-
-def sqlite_path(journal: str | os.PathLike[str]) -> str:
-    """The file a journal option names (a path, or a ``sqlite:///path`` URL)."""
-    text = os.fspath(journal)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite://") :]
-    elif "://" in text:
-        raise ValueError(f"journal={text!r}: only SQLite files are stores yet; pass a file path")
-    return os.path.abspath(text)
-
-
-class Store:
-    """The writer's side of a journal: the SQLite store, central's one connection.
+class SQLiteStore(Store, kind="sqlite"):
+    """The writer's side of an SQLite journal: central's one connection.
 
     Opening it checks what the file is, takes the journal's lock for the life
     of this process, and creates the file 0600 if it is new.
@@ -108,8 +70,8 @@ class Store:
         FileNotFoundError: the directory of the journal does not exist.
     """
 
-    def __init__(self, path: str, sync: str) -> None:
-        self.path = path
+    def __init__(self, journal: str, sync: str) -> None:
+        self.path = path = sqlite_path(journal)
         if os.path.exists(path):
             # Refuse a foreign file before anything (the lock file) is made beside it.
             db = _connect_ro(path)
@@ -134,7 +96,7 @@ class Store:
         # WAL: readers (replaying processes) never block the writer; the sync
         # mode decides whether a commit waits for the disk (API.md section 7).
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={SYNC_MODES[sync]}")
+        self.db.execute(f"PRAGMA synchronous={SYNCHRONOUS[sync]}")
         # Checkpoint every 100 WAL pages, not SQLite's 1,000: after a
         # checkpoint the WAL starts again at its beginning, and a commit that
         # overwrites blocks the file already has is made durable by an
@@ -211,15 +173,21 @@ class Store:
             db.execute("ROLLBACK")
             raise
 
+    def mailbox_after(self, id: str, seq: int, limit: int) -> list[tuple[int, bytes]]:
+        return self.db.execute(
+            "SELECT seq, body FROM mailbox WHERE process=? AND seq>? ORDER BY seq LIMIT ?", (id, seq, limit)
+        ).fetchall()
+
     def close(self) -> None:
         self.db.close()
         os.close(self._lock)
 
 
-class Reader:
-    """A read-only view of a journal: a replaying process, or the CLI."""
+class SQLiteReader(Reader, kind="sqlite"):
+    """A read-only view of an SQLite journal."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, journal: str) -> None:
+        path = sqlite_path(journal)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no journal at {path!r}")
         # No lock: WAL lets it read while a runtime writes (`occasional journal ls` of a journal in use).
@@ -268,12 +236,6 @@ class Reader:
 
     def close(self) -> None:
         self.db.close()
-
-    def __enter__(self) -> Reader:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _connect_ro(path: str) -> sqlite3.Connection:
