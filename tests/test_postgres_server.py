@@ -1,5 +1,5 @@
 """The real PostgreSQL server the tests of issue 12 start (occasional.testing.postgres; API.md
-section 11, "A journal shared by nodes"): a private server per session, an empty database per
+section 11, "A journal shared by nodes"): a private server per test module, an empty database per
 test, nothing left once it stops, and no TCP port.
 """
 

@@ -11,7 +11,7 @@ temporary directory and removed at the end with everything in it.
 
 - pytest fixtures, opted in with one line in a conftest.py
   (``pytest_plugins = ["occasional.testing.postgres"]``): ``postgres_server``, one server for
-  the session, and ``postgres_url``, the URL of a new empty database of the test's own, dropped
+  a test module, and ``postgres_url``, the URL of a new empty database of the test's own, dropped
   after it.
 
 How the server runs:
@@ -32,7 +32,7 @@ How the server runs:
   or from one that lives as long as the server.
 
 Nothing left behind (occasional.testing.plugin): the postmaster is started during the setup of
-the session fixture, so the plugin counts it, and every backend it forks later, as held by
+the module fixture, so the plugin counts it, and every backend it forks later, as held by
 that fixture until it is finalized; stopping waits for the postmaster, which waits for its
 children, so no process remains for the last test's check, and no fd stays open in between
 (the log file is closed once the child has it; each database is made over a connection that
@@ -298,9 +298,13 @@ def postgres_server() -> Iterator[PostgresServer]:
 # ------------------------------------------------------------------ pytest fixtures
 
 
-@pytest.fixture(scope="session", name="postgres_server")
+@pytest.fixture(scope="module", name="postgres_server")
 def _postgres_server_fixture() -> Iterator[PostgresServer]:
-    """One server for the whole session (started at first use, ~1 s), stopped at its end."""
+    """One server for a test module (started at first use, ~1 s), stopped at its end.
+
+    Per module, not per session: the server's processes are children of pytest,
+    and a test elsewhere that checks what its own runtime left among pytest's
+    children must not find them."""
     with postgres_server() as server:
         yield server
 
