@@ -20,12 +20,15 @@ below, imports the package anyway: it is ``occasional.testing.plugin``.)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -347,3 +350,26 @@ def effects(path: str | Path) -> list[Any]:
             return [json.loads(line) for line in f]
     except FileNotFoundError:
         return []
+
+
+@contextlib.contextmanager
+def holding(journal: str, tmp_path: Path, script: str) -> Iterator[subprocess.Popen[str]]:
+    """A runtime in a child interpreter with ``journal`` open, until the block ends.
+
+    ``script`` is the child's program: it starts a runtime on ``sys.argv[1]``,
+    prints "holding", waits for a line on stdin, stops and prints "stopped"."""
+    (tmp_path / "holder.py").write_text(script)
+    child = subprocess.Popen(
+        [sys.executable, str(tmp_path / "holder.py"), journal],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "holding\n", child.stderr.read()  # type: ignore[union-attr]  # stderr=PIPE: never None
+        yield child
+    finally:
+        out, err = child.communicate("\n", timeout=30)
+        assert (child.returncode, out) == (0, "stopped\n"), err

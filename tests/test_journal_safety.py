@@ -22,7 +22,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import occasional as occ
 from occasional import durable
 from occasional.testing import run
 
-from conftest import ROOT
+from conftest import ROOT, holding
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 APPLICATION_ID = 0x4F43434A  # "OCCJ", occasional/durable/store.py
@@ -185,29 +184,8 @@ HOLDER = textwrap.dedent(
 )
 
 
-@contextlib.contextmanager
-def holding(journal: str, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """A runtime in a child interpreter with ``journal`` open, until the block ends."""
-    (tmp_path / "holder.py").write_text(HOLDER)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen(
-        [sys.executable, str(tmp_path / "holder.py"), journal],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "holding\n", child.stderr.read()  # type: ignore[union-attr]  # stderr=PIPE: never None
-        yield child
-    finally:
-        out, err = child.communicate("\n", timeout=30)
-        assert (child.returncode, out) == (0, "stopped\n"), err
-
-
 def test_a_second_runtime_on_a_journal_in_use_fails_at_once_until_the_first_one_ends(journal, tmp_path):
-    with holding(journal, tmp_path) as holder:
+    with holding(journal, tmp_path, HOLDER) as holder:
         with pytest.raises(
             BlockingIOError,
             match=(
@@ -223,7 +201,7 @@ def test_a_second_runtime_on_a_journal_in_use_fails_at_once_until_the_first_one_
 
 def test_journal_ls_reads_a_journal_that_a_runtime_has_in_use(journal, tmp_path):
     # Reading needs no lock: WAL lets a reader in while the runtime writes.
-    with holding(journal, tmp_path):
+    with holding(journal, tmp_path, HOLDER):
         done = journal_command("ls", journal)
     assert (done.returncode, done.stderr) == (0, "")
     assert re.search(r"(?m)^held\s+running\s+0\s+0\s+__main__\.wait_for_go$", done.stdout), done.stdout

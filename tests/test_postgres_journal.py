@@ -7,14 +7,12 @@ files, so a step run twice shows.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -25,7 +23,7 @@ import occasional as occ
 from occasional import durable
 from occasional.testing import run
 
-from conftest import ROOT
+from conftest import holding
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 
@@ -134,28 +132,8 @@ HOLDER = textwrap.dedent(
 )
 
 
-@contextlib.contextmanager
-def holding(journal: str, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """A runtime in a child interpreter with ``journal`` open, until the block ends."""
-    (tmp_path / "holder.py").write_text(HOLDER)
-    child = subprocess.Popen(
-        [sys.executable, str(tmp_path / "holder.py"), journal],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline() == "holding\n", child.stderr.read()  # type: ignore[union-attr]  # stderr=PIPE: never None
-        yield child
-    finally:
-        out, err = child.communicate("\n", timeout=30)
-        assert (child.returncode, out) == (0, "stopped\n"), err
-
-
 def test_a_second_runtime_on_a_postgresql_journal_in_use_is_refused_naming_the_journal(postgres_url, tmp_path):
-    with holding(postgres_url, tmp_path) as holder:
+    with holding(postgres_url, tmp_path, HOLDER) as holder:
         with pytest.raises(
             BlockingIOError,
             match=(
@@ -169,7 +147,7 @@ def test_a_second_runtime_on_a_postgresql_journal_in_use_is_refused_naming_the_j
 
 
 def test_a_runtime_on_a_postgresql_journal_starts_once_the_previous_one_has_ended(postgres_url, tmp_path):
-    with holding(postgres_url, tmp_path):
+    with holding(postgres_url, tmp_path, HOLDER):
         pass
     assert run(add, 2, 3, journal=postgres_url) == 5
 
