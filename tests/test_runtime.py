@@ -233,6 +233,22 @@ def test_an_unknown_option_of_run_raises_type_error_naming_it():
     assert descendants(os.getpid()) == []
 
 
+def test_a_journal_that_is_not_a_path_raises_type_error_naming_it_and_starts_nothing():
+    with pytest.raises(
+        TypeError,
+        match=r"^run\(\): journal=42 is not a path; pass a file path or a store URL as a string$",
+    ):
+        occ.run(lambda: None, journal=42)
+    assert descendants(os.getpid()) == []
+
+
+def test_the_unknown_option_error_lists_the_options_the_extensions_take():
+    with pytest.raises(
+        TypeError, match=r"^run\(\) got an unknown option 'jurnal'; the options are journal, journal_sync\. "
+    ):
+        occ.run(lambda: None, jurnal="x.sqlite")
+
+
 def test_an_unknown_option_of_start_raises_type_error_naming_it():
     with pytest.raises(TypeError, match=r"(?s)^.*\bcolour_of_the_sky\b"):
         occ.start(colour_of_the_sky="blue")

@@ -22,7 +22,6 @@ from .errors import ProcessExit, exit_error
 from .pid import Pid
 from .reasons import describe_exit, reason_from_returncode
 
-OPTIONS = ("journal",)
 # Hooks into central (STYLE.md: core never imports durable; durable fills this
 # on import). Each maps option names to "module:function"; when a runtime
 # starts, central imports the module and calls function(central, options) before
@@ -49,8 +48,8 @@ def add_central_hook(entry: str, options: tuple[str, ...], check: Callable[[str,
 
 
 def _all_options() -> tuple[str, ...]:
-    extra = [o for opts, _check in CENTRAL_HOOKS.values() for o in opts if o not in OPTIONS]
-    return OPTIONS + tuple(extra)
+    """The runtime's options: those its extensions take (core has none of its own)."""
+    return tuple(dict.fromkeys(o for opts, _check in CENTRAL_HOOKS.values() for o in opts))
 
 
 def check_options(call: str, options: dict[str, Any]) -> None:
@@ -62,9 +61,6 @@ def check_options(call: str, options: dict[str, Any]) -> None:
                 "Keyword arguments are options of the runtime or the call: use functools.partial "
                 "to pass keyword arguments to the function"
             )
-    journal = options.get("journal")
-    if journal is not None and not isinstance(journal, (str, os.PathLike)):
-        raise TypeError(f"{call}: journal={journal!r} is not a path; pass a file path or a store URL as a string")
     for _opts, check in CENTRAL_HOOKS.values():
         check(call, options)
 

@@ -20,6 +20,7 @@ import), ``store`` (one interface, two stores: SQLite and PostgreSQL), ``cli``
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..core import runtime as _runtime
@@ -43,6 +44,9 @@ from .store import DEFAULT_SYNC as _DEFAULT_SYNC, SYNC_MODES as _SYNC_MODES
 
 
 def _check_options(call: str, options: dict[str, Any]) -> None:
+    journal = options.get("journal")
+    if journal is not None and not isinstance(journal, (str, os.PathLike)):
+        raise TypeError(f"{call}: journal={journal!r} is not a path; pass a file path or a store URL as a string")
     sync = options.get("journal_sync")
     if sync is not None and sync not in _SYNC_MODES:
         raise ValueError(
