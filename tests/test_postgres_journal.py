@@ -132,17 +132,9 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_a_second_runtime_on_a_postgresql_journal_in_use_is_refused_naming_the_journal(postgres_url, tmp_path):
+def test_a_second_runtime_on_a_postgresql_journal_in_use_runs_beside_the_first_as_another_node(postgres_url, tmp_path):
     with holding(postgres_url, tmp_path, HOLDER) as holder:
-        with pytest.raises(
-            BlockingIOError,
-            match=(
-                rf"^the journal {re.escape(repr(postgres_url))} is in use by another runtime \(its central services, "
-                r"pid \d+ on \S+, hold its advisory lock\); a journal serves one runtime at a time, or its durable "
-                r"steps would run twice: stop that runtime first, or give this one another journal=$"
-            ),
-        ):
-            occ.run(print, journal=postgres_url)
+        assert run(add, 2, 3, journal=postgres_url) == 5
         assert holder.poll() is None
 
 
@@ -223,7 +215,7 @@ def test_a_message_to_a_durable_process_is_committed_to_postgresql_before_send_r
     assert run(main, journal=postgres_url) == ([("waiter", 1, None, None)], ("ok", "hello"))
 
 
-def test_the_nodes_table_has_the_runtime_that_wrote_the_journal_as_owner_of_its_processes(postgres_url):
+def test_the_nodes_table_has_the_runtime_that_wrote_the_journal_as_owner_of_its_processes_and_left_once_it_stopped(postgres_url):
     def main():
         durable.spawn("adder", add, 2, 3)
         return durable.result("adder", timeout=10)
@@ -232,7 +224,7 @@ def test_the_nodes_table_has_the_runtime_that_wrote_the_journal_as_owner_of_its_
     with psycopg.connect(postgres_url) as conn:
         nodes = conn.execute("SELECT node, incarnation, status, lease_until > started FROM nodes").fetchall()
         owners = conn.execute("SELECT id, owner, epoch FROM processes").fetchall()
-    assert [(incarnation, status, later) for _node, incarnation, status, later in nodes] == [(1, "alive", True)]
+    assert [(incarnation, status, later) for _node, incarnation, status, later in nodes] == [(1, "left", True)]
     assert owners == [("adder", nodes[0][0], 1)]
 
 

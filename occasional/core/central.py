@@ -81,6 +81,8 @@ class Central:
         self._ops: dict[int, Handler] = {}
         # Run after a process is finalized, with its wire reason (add_exit_hook).
         self._exit_hooks: list[ExitHook] = []
+        # Run once when the runtime stops, after its last process ended (add_stop_hook).
+        self._stop_hooks: list[Callable[[], None]] = []
         self._users_ended: asyncio.Future[None] | None = None  # set in shutdown
         self.control: control.Server | None = None  # what `occasional ps` reads
         self.started_at = time.time()
@@ -106,6 +108,12 @@ class Central:
         returns True when it takes care of that end (the durable journal starts
         the process again), so the end is not logged as one nobody watches."""
         self._exit_hooks.append(hook)
+
+    def add_stop_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` once when the runtime stops, after every process of it
+        ended: the journal commits what is left and tells the nodes sharing it
+        that this one left (issue 12)."""
+        self._stop_hooks.append(hook)
 
     def refusal(self) -> str | None:
         """Why no new process can start now, or None when one can."""
@@ -461,6 +469,11 @@ class Central:
                     p.fork_error = "the runtime is stopping"
                     self.table.forked(p, 0)
                 self._finalize(p, _STOP_REASON)
+        for hook in self._stop_hooks:
+            try:
+                hook()
+            except Exception:  # one extension's failure must not keep the others from stopping
+                log.exception("a stop hook of the runtime failed")
         await self._stop_forkserver()
         await kill_children_soon(self.loop, timeout=2.0)  # orphans central adopted
         if self.control is not None:

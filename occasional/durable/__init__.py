@@ -24,6 +24,7 @@ import os
 from typing import Any
 
 from ..core import runtime as _runtime
+from ..core.checks import is_number, is_seconds
 from . import child_kind as child_kind  # a partial of durable.spawn is a Supervisor child (issue 11)
 from .api import (
     DurablePid as DurablePid,
@@ -40,7 +41,7 @@ from .api import (
     whereis as whereis,
 )
 from .errors import NonDeterminism as NonDeterminism
-from .store import DEFAULT_SYNC as _DEFAULT_SYNC, SYNC_MODES as _SYNC_MODES
+from .store import DEFAULT_SYNC as _DEFAULT_SYNC, SYNC_MODES as _SYNC_MODES, is_postgres
 
 
 def _check_options(call: str, options: dict[str, Any]) -> None:
@@ -57,10 +58,21 @@ def _check_options(call: str, options: dict[str, Any]) -> None:
         raise ValueError(
             f"{call}: journal_sync={sync!r} needs journal=PATH or a postgresql:// URL, the journal it applies to"
         )
+    lease = options.get("lease")
+    if lease is not None:
+        if not is_number(lease):
+            raise TypeError(f"{call}: lease={lease!r} is not a number; give the node's lease in seconds, e.g. 10")
+        if not is_seconds(lease, positive=True):
+            raise ValueError(f"{call}: lease={lease!r} is not a lease; give a finite number of seconds > 0, e.g. 10")
+        if journal is None or not is_postgres(journal):
+            raise ValueError(
+                f"{call}: lease={lease!r} is the lease of a node on a journal shared by nodes; it needs "
+                f"journal='postgresql://...' (the journal is {journal!r}); leave lease out otherwise"
+            )
 
 
 # Central opens the journal through this hook: core never imports durable (STYLE.md).
-_runtime.add_central_hook("occasional.durable.writer:install", ("journal", "journal_sync"), _check_options)
+_runtime.add_central_hook("occasional.durable.writer:install", ("journal", "journal_sync", "lease"), _check_options)
 
 __all__ = [
     "spawn", "result", "whereis", "DurablePid",

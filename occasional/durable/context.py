@@ -36,7 +36,6 @@ from ..core.context import Context
 from ..core.pid import Pid, Ref
 from . import protocol as D
 from .errors import JournalEnd, NonDeterminism
-from .store import Reader
 
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
@@ -81,10 +80,12 @@ class DurableContext(Context):
 
     # -- start ------------------------------------------------------------------
 
-    def load(self, reader: Reader, upto: int | None) -> None:
-        self.events = reader.events(self.did)
+    def load(self, events: list[Any], mailbox: list[Any]) -> None:
+        """Start from the journal: every event of this process, and its mailbox
+        up to the position central gave (rows as :class:`~.store.Reader` reads them)."""
+        self.events = events
         self.seq = self.events[-1][0] if self.events else 0
-        inbox = {seq: [body, _UNSET] for seq, _s, _n, body in reader.mailbox(self.did, upto)}
+        inbox = {seq: [body, _UNSET] for seq, _s, _n, body in mailbox}
         inbox.update(self.early)
         self.early = {}
         self.inbox = inbox

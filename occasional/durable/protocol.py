@@ -18,7 +18,7 @@ from ..core import protocol as P
 D_SPAWN = 60  # [D_SPAWN, req, id, blob, function, sys_path, title] -> [pid_id, os_pid]
 D_SEND = 61  # [D_SEND, req, dest_id, body, sender_id, send_seq, events]; req 0: no ack
 D_EVENTS = 62  # [D_EVENTS, req, events]; req 0: no ack
-D_HELLO = 63  # [D_HELLO, req] -> [id, path, committed_mailbox_seq]
+D_HELLO = 63  # [D_HELLO, req] -> [id, path, committed_mailbox_seq] (+ [events, mailbox] from a shared journal)
 D_RESULT = 64  # [D_RESULT, req, id] -> wire reason, once the process has finished
 D_CANCEL = 65  # [D_CANCEL, req]: the caller gave up waiting on D_RESULT req
 D_FINISH = 66  # [D_FINISH, req, events, reason]

@@ -33,11 +33,17 @@ def run(durable_id: str, f: Callable[..., Any], args: tuple[Any, ...], check_pat
     ctx = DurableContext(plain.handover(), pid, durable_id, check_only)
     context.set_current(ctx)
     if check_path is not None:
-        path, upto = check_path, None
+        with Reader(check_path) as reader:
+            ctx.load(reader.events(durable_id), reader.mailbox(durable_id))
     else:
-        _id, path, upto = ctx.call(D.D_HELLO)
-    with Reader(path) as reader:
-        ctx.load(reader, upto)
+        answer = ctx.call(D.D_HELLO)
+        _id, path, upto = answer[:3]
+        if len(answer) == 5:
+            # A shared journal: central read it for us with its pooled connections (issue 12).
+            ctx.load([tuple(e) for e in answer[3]], [tuple(m) for m in answer[4]])
+        else:
+            with Reader(path) as reader:
+                ctx.load(reader.events(durable_id), reader.mailbox(durable_id, upto))
     reason: tuple[str, Any]
     try:
         value = f(*args)

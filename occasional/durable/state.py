@@ -51,6 +51,6 @@ class State:
         self.spawn_waiters: list[Callable[[], None]] = []
         self.timer: Any = None
         # The last mailbox seq forwarded to the running incarnation, and
-        # whether forwarding stopped at the window (see Writer._catch_up).
+        # whether forwarding stopped at the window (see forwarding.catch_up).
         self.fwd_seq = 0
         self.held = False

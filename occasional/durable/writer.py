@@ -25,16 +25,20 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..core import protocol as P
-from . import protocol as D
+from . import forwarding, protocol as D
 from .following import Following
+from .nodes import Nodes, fenced
 from .state import State
-from .store import shown
+from .store import Fenced, shown
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ..core.central import Central
     from ..core.table import Proc
-    from ..core.transport import Conn
-    from .store import Batch, Store
+    from .store import Batch, ProcessRow, Store
+
+    Seqs = tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]
 
 log = logging.getLogger("occasional.durable")
 _packb = msgpack.packb
@@ -64,16 +68,23 @@ class Writer:
         self.lazy: Any = None  # the timer of a commit nobody waits for
         self.states: dict[str, State] = {}
         self.following = Following(self)  # supervisors linked to every incarnation of an id
+        self.nodes = Nodes(self) if store.shared else None  # a journal shared by nodes (issue 12)
         self.by_proc: dict[int, State] = {}
-        mailbox, events, sends = store.last_seqs()
-        for row in store.processes():
+        self.add_states(store.processes(), store.last_seqs())
+
+    def add_states(self, rows: list[ProcessRow], seqs: Seqs) -> list[State]:
+        mailbox, events, sends = seqs
+        added = []
+        for row in rows:
             st = State(row)
             st.mailbox_seq = mailbox.get(row.id, 0)
             st.event_seq = events.get(row.id, 0)
             self.states[row.id] = st
+            added.append(st)
         for (process, sender), n in sends.items():
             if process in self.states:
                 self.states[process].last_send[sender] = n
+        return added
 
     # -- group commit --------------------------------------------------------------
 
@@ -100,9 +111,12 @@ class Writer:
             self.lazy.cancel()
             self.lazy = None
         batch, self.batch = self.batch, self._batch_class()
+        forwards, self.forwards = self.forwards, []
         if batch:
             try:
-                self.store.write(batch)
+                written = self.store.write(batch)
+            except Fenced as e:
+                fenced(self.store.path, e)
             except Exception:
                 # Crash-only: acks promised a commit that did not happen, so the
                 # runtime ends rather than go on with a journal it cannot trust.
@@ -112,38 +126,12 @@ class Writer:
                 # full disk, a damaged file), never a process's input (issue 10).
                 log.exception("the journal %s could not be written; ending the runtime", shown(self.store.path))
                 os._exit(1)
-        # One write per process: its forwarded messages, then its acks, so a
-        # durable process that sends to itself finds the message when its send
-        # returns. Processes with an ack go first: a sender waiting for its
-        # commit is woken before the receivers are (one write per message was
-        # central's cost before, bench/results/2026-11-22-durable-send-profile.txt).
-        out: dict[Conn, list[list[Any]]] = {}
+            if self.store.shared:
+                forwards = forwarding.numbered(self, forwards, written.seqs)
+                for id in written.refused:
+                    self._elsewhere(id)
         acks, self.acks = self.acks, []
-        for p, _req in acks:
-            if p.conn is not None:
-                out.setdefault(p.conn, [])
-        forwards, self.forwards = self.forwards, []
-        sizes: dict[Conn, int] = {}
-        held: list[tuple[State, Conn]] = []
-        for st, seq, body in forwards:
-            proc = st.proc
-            if proc is None or not st.hello or st.held or seq <= st.fwd_seq or proc.conn is None:
-                continue
-            conn = proc.conn
-            if conn.out_bytes + sizes.get(conn, 0) > D.FORWARD_WINDOW:
-                st.held = True
-                held.append((st, conn))
-                continue
-            out.setdefault(conn, []).append(D.message(seq, body))
-            sizes[conn] = sizes.get(conn, 0) + len(body)
-            st.fwd_seq = seq
-        for p, req in acks:
-            if p.conn is not None:
-                out[p.conn].append(P.reply(req, None))
-        for conn, frames in out.items():
-            conn.send_frames(frames)
-        for st, conn in held:
-            self._wait_for_reader(st, conn)
+        forwarding.deliver(self, forwards, acks)
         after, self.after = self.after, []
         for fn in after:
             try:
@@ -164,52 +152,46 @@ class Writer:
         else:
             self._schedule_lazy()
 
-    # -- forwarding to a process that does not read (issue 10) ----------------------
-
-    # ``st.held``: forwarding to st's incarnation stopped, as over
-    # D.FORWARD_WINDOW bytes wait in its central socket. Its messages are
-    # committed, so none is lost: once it has read what it has, the rest
-    # comes from the journal (_catch_up).
-
-    def _wait_for_reader(self, st: State, conn: Conn) -> None:
-        if conn.out:
-            conn.on_drained = lambda: self._catch_up(st, conn)
-        else:
-            self.loop.call_soon(self._catch_up, st, conn)
-
-    def _catch_up(self, st: State, conn: Conn) -> None:
-        conn.on_drained = None
-        proc = st.proc
-        if not st.held or proc is None or proc.conn is not conn or conn.closed or conn.eof or conn.overflowed:
-            return  # caught up already, or that incarnation is ending: the next one starts from the journal
-        # Rows after fwd_seq that are in the store are committed: their
-        # forwards were skipped while held; later ones come with their commit.
-        rows = self.store.mailbox_after(st.row.id, st.fwd_seq, 256)
-        frames: list[list[Any]] = []
-        size = 0
-        for seq, body in rows:
-            if size > D.FORWARD_WINDOW:
-                break
-            frames.append(D.message(seq, body))
-            size += len(body)
-            st.fwd_seq = seq
-        if len(frames) == len(rows) and len(rows) < 256:
-            st.held = False  # caught up: forwarding goes on at the next commit
-        if frames:
-            conn.send_frames(frames)
-        if st.held:
-            self._wait_for_reader(st, conn)
-
     def _append(self, dest: State, body: bytes, sender: str | None, send_seq: int | None) -> None:
         # Both are set, or neither: op_send passes them for a durable sender only.
         if sender is not None and send_seq is not None:
             if dest.last_send.get(sender, 0) >= send_seq:
                 return  # a send repeated by a restarted sender (issue 6)
             dest.last_send[sender] = send_seq
-        dest.mailbox_seq += 1
-        self.batch.mailbox.append((dest.row.id, dest.mailbox_seq, sender, send_seq, body))
-        self.forwards.append((dest, dest.mailbox_seq, body))
+        if self.store.shared:
+            # The store numbers it at commit (other nodes append too): until
+            # then a forward names its row of the batch (see _numbered).
+            self.forwards.append((dest, len(self.batch.mailbox), body))
+            self.batch.mailbox.append((dest.row.id, 0, sender, send_seq, body))
+        else:
+            dest.mailbox_seq += 1
+            self.batch.mailbox.append((dest.row.id, dest.mailbox_seq, sender, send_seq, body))
+            self.forwards.append((dest, dest.mailbox_seq, body))
         self._schedule()
+
+    # -- a journal shared by nodes (issue 12) ---------------------------------------------
+
+    def _elsewhere(self, id: str) -> None:
+        """``id``, spawned here, was in the journal already: another node's. It
+        does not start here; the spawn answers with its address."""
+        st = self.states.pop(id, None)
+        if st is not None:
+            st.done = True  # so the start queued after this commit does nothing
+
+    def _append_elsewhere(self, id: str, body: bytes, sender: str | None, send_seq: int | None) -> None:
+        """A message to a durable process this node does not run: the store
+        numbers it, drops it if the journal has no unfinished ``id``, and wakes its node."""
+        self.batch.mailbox.append((id, 0, sender, send_seq, body))
+        self.batch.elsewhere.add(id)
+        self._schedule()
+
+    def stop(self) -> None:
+        """Central's stop hook: commit what is left, and leave the journal."""
+        if self.nodes is not None:
+            self.nodes.stop()
+        if self.batch:
+            self.commit()
+        self.store.close()
 
     def reply(self, p: Proc, req: int, value: Any) -> None:
         if req:  # 0: the process asked for no answer
@@ -245,10 +227,12 @@ class Writer:
     def op_whereis(self, p: Proc, msg: list[Any]) -> None:
         _, req, id = msg
         st = self.states.get(id)
-        if st is None:
-            self.reply(p, req, None)
-        else:
+        if st is not None:
             self._answer_spawn(p, req, st)
+        elif self.store.shared and self.store.lookup(id) is not None:
+            self.reply(p, req, [0, 0])  # another node runs it
+        else:
+            self.reply(p, req, None)
 
     def op_send(self, p: Proc, msg: list[Any]) -> None:
         _, req, dest_id, body, sender, send_seq, events = msg
@@ -256,8 +240,12 @@ class Writer:
         if events and me is not None:
             self._events(me, events)
         dest = self.states.get(dest_id)
+        if me is None:
+            sender = send_seq = None
         if dest is not None and not dest.done:
-            self._append(dest, body, sender if me is not None else None, send_seq if me is not None else None)
+            self._append(dest, body, sender, send_seq)
+        elif dest is None and self.store.shared:
+            self._append_elsewhere(dest_id, body, sender, send_seq)
         # A message to an unknown or finished durable process is dropped, as
         # one to a dead Pid is (API.md section 3).
         if req:
@@ -284,9 +272,22 @@ class Writer:
             st.hello = True
             st.hello_seq = st.fwd_seq = st.mailbox_seq
             st.held = False
-            self.reply(p, req, [st.row.id, self.store.path, st.hello_seq])
+            if self.store.shared:
+                # Read for it by the store's few pooled connections (issue 12).
+                future = self.store.read(st.row.id, st.hello_seq)  # type: ignore[attr-defined]
+                future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._loaded, p, req, st, f))
+            else:
+                self.reply(p, req, [st.row.id, self.store.path, st.hello_seq])
 
         self.on_commit(answer)
+
+    def _loaded(self, p: Proc, req: int, st: State, future: Future[tuple[list[Any], list[Any]]]) -> None:
+        error = future.exception()
+        if error is not None:
+            self.error(p, req, "RuntimeError", f"cannot read the journal {shown(self.store.path)}: {error}")
+        else:
+            events, mailbox = future.result()
+            self.reply(p, req, [st.row.id, self.store.path, st.hello_seq, events, mailbox])
 
     def caller(self, p: Proc, req: int) -> State | None:
         """The durable process ``p`` is, or None once ``req`` is answered that it is none."""
@@ -328,6 +329,15 @@ class Writer:
 
     def op_result(self, p: Proc, msg: list[Any]) -> None:
         _, req, id = msg
+        if id not in self.states and self.nodes is not None:
+            row = self.store.lookup(id)
+            if row is None:
+                self.error(p, req, "NoProcess", id)
+            elif row.status == "done":
+                self.reply(p, req, _unpackb(row.reason))
+            else:
+                self.nodes.waiters.setdefault(id, []).append((p, req))  # answered by a tick
+            return
         st = self.known(p, req, id)
         if st is None:
             return
@@ -341,6 +351,8 @@ class Writer:
         for st in self.states.values():
             if (p, req) in st.waiters:
                 st.waiters.remove((p, req))
+        if self.nodes is not None:
+            self.nodes.cancel(p, req)
 
     # -- the end of a process ----------------------------------------------------------
 
@@ -377,7 +389,7 @@ class Writer:
         if self.central.refusal() is not None or st.done:
             return False
         if st.row.status == "asleep":
-            self._wake_later(st)
+            self.wake_later(st)
             return True
         kind = reason[0]
         if kind in ("killed", "linked"):
@@ -409,7 +421,7 @@ class Writer:
         self.loop.call_soon(self.start, st)
         return True
 
-    def _wake_later(self, st: State) -> None:
+    def wake_later(self, st: State) -> None:
         delay = max(0.0, (st.row.wake_at or 0.0) - time.time())
         # The event loop's timers overflow far below a float's range (a
         # deadline in the year 10**300): a long sleep is checked again daily.
@@ -420,7 +432,7 @@ class Writer:
         if st.done or st.proc is not None:
             return
         if (st.row.wake_at or 0.0) - time.time() > _MAX_TIMER_S:
-            self._wake_later(st)
+            self.wake_later(st)
             return
         st.row.status, st.row.wake_at = "running", None
         self.batch.status.append((st.row.id, "running", None, None, None))
@@ -448,7 +460,7 @@ class Writer:
             if st.done:
                 continue
             if st.row.status == "asleep":
-                self._wake_later(st)
+                self.wake_later(st)
             else:
                 self.loop.call_soon(self.start, st)
 
@@ -481,7 +493,8 @@ def install(central: Central, options: dict[str, Any]) -> None:
     from .store import DEFAULT_SYNC, Store
 
     # The journal string picks the store: a postgresql:// URL or an SQLite path (issue 12).
-    store = Store(journal, options.get("journal_sync") or DEFAULT_SYNC)
+    lease = options.get("lease")
+    store = Store(journal, options.get("journal_sync") or DEFAULT_SYNC, **({} if lease is None else {"lease": lease}))
     w = Writer(central, store)
     w.sys_path = [p for p in options.get("sys_path") or [] if isinstance(p, str)]
     central.add_ops("durable", {
@@ -490,4 +503,7 @@ def install(central: Central, options: dict[str, Any]) -> None:
         D.D_IDLE: w.op_idle, D.D_WHEREIS: w.op_whereis, **w.following.handlers(),
     })  # fmt: skip
     central.add_exit_hook(w.on_exit)
+    central.add_stop_hook(w.stop)
     w.resume()
+    if w.nodes is not None:
+        w.nodes.start()

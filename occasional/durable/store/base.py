@@ -47,9 +47,28 @@ class Batch:
     events: list[tuple[str, int, str, str, bytes]] = field(default_factory=list)
     # (id, status, reason, wake_at, finished)
     status: list[tuple[str, str, bytes | None, float | None, float | None]] = field(default_factory=list)
+    # Ids of batch.mailbox this node does not run (a shared journal): their nodes are woken.
+    elsewhere: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.processes or self.mailbox or self.events or self.status)
+
+
+@dataclass
+class Written:
+    """What a commit made of a batch, where the store decides it (a shared journal)."""
+
+    # The mailbox seq each row of batch.mailbox got, in order; None for a send
+    # the journal already had (a restarted sender's repeat), which was not written.
+    seqs: list[int | None]
+    # Ids of batch.processes the journal already had (spawned on another node):
+    # not written, and not this node's to run.
+    refused: set[str] = field(default_factory=set)
+
+
+class Fenced(Exception):
+    """This node lost its lease on a shared journal: another node took its
+    durable processes over, and nothing this node writes may be committed."""
 
 
 def is_postgres(journal: str | os.PathLike[str]) -> bool:
@@ -94,6 +113,9 @@ class Store:
     """
 
     path: str  # what a replaying process passes to Reader (the URL or the absolute file path)
+    # Nodes share the journal (a database): processes may live elsewhere, the
+    # store numbers each mailbox row (Written.seqs) and the writer polls it.
+    shared: bool = False
 
     _kinds: ClassVar[dict[str, type[Store]]] = {}
 
@@ -103,18 +125,27 @@ class Store:
         super().__init_subclass__(**kwargs)
         Store._kinds[kind] = cls
 
-    def __new__(cls, journal: str, sync: str) -> Store:
+    def __new__(cls, journal: str, sync: str, **options: Any) -> Store:
         return super().__new__(Store._kinds[store_kind(journal)] if cls is Store else cls)
 
     def processes(self) -> list[ProcessRow]:
         raise NotImplementedError
 
-    def last_seqs(self) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]:
-        """Highest mailbox seq and event seq per process, and highest send seq per (receiver, sender)."""
+    def last_seqs(
+        self, ids: list[str] | None = None
+    ) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]:
+        """Highest mailbox seq and event seq per process this node runs (or of
+        ``ids``), and highest send seq per (receiver, sender)."""
         raise NotImplementedError
 
-    def write(self, batch: Batch) -> None:
-        """Commit ``batch`` in one transaction (group commit), or raise."""
+    def lookup(self, id: str) -> ProcessRow | None:
+        """Durable process ``id`` as the journal has it, whichever node runs it
+        (a shared journal); a journal of one node has every process in memory."""
+        return None
+
+    def write(self, batch: Batch) -> Written:
+        """Commit ``batch`` in one transaction (group commit), or raise
+        (:class:`Fenced` when this node may no longer write a shared journal)."""
         raise NotImplementedError
 
     def mailbox_after(self, id: str, seq: int, limit: int) -> list[tuple[int, bytes]]:

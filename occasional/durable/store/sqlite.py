@@ -33,7 +33,7 @@ import os
 import sqlite3
 import urllib.parse
 
-from .base import Batch, ProcessRow, Reader, Store, sqlite_path
+from .base import Batch, ProcessRow, Reader, Store, Written, sqlite_path
 
 # What each journal_sync mode (API.md section 7) is in SQLite.
 SYNCHRONOUS = {"machine": "FULL", "process": "NORMAL"}
@@ -124,7 +124,9 @@ class SQLiteStore(Store, kind="sqlite"):
         ).fetchall()
         return [ProcessRow(*row) for row in rows]
 
-    def last_seqs(self) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]:
+    def last_seqs(
+        self, ids: list[str] | None = None
+    ) -> tuple[dict[str, int], dict[str, int], dict[tuple[str, str], int]]:
         """Highest mailbox seq and event seq per process, and highest send seq per (receiver, sender)."""
         mailbox = dict(self.db.execute("SELECT process, MAX(seq) FROM mailbox GROUP BY process").fetchall())
         events = dict(self.db.execute("SELECT process, MAX(seq) FROM events GROUP BY process").fetchall())
@@ -136,7 +138,7 @@ class SQLiteStore(Store, kind="sqlite"):
         }
         return mailbox, events, sends
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch) -> Written:
         db = self.db
         db.execute("BEGIN")
         try:
@@ -172,6 +174,8 @@ class SQLiteStore(Store, kind="sqlite"):
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        # One writer per file: the writer's own numbers are the journal's.
+        return Written([row[1] for row in batch.mailbox])
 
     def mailbox_after(self, id: str, seq: int, limit: int) -> list[tuple[int, bytes]]:
         return self.db.execute(
