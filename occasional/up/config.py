@@ -21,6 +21,10 @@ service name, so that ``occasional ps`` shows it:
 Top-level keys: ``intensity`` (int >= 0, default 5) and ``period`` (seconds
 > 0, default 10): more restarts than that end the tree; ``backoff = [first_s,
 max_s]`` (default none: restart at once) for every service; ``services``.
+The runtime's options, as ``occ.run`` takes them: ``journal`` (a file path,
+relative to the file's directory, or a ``postgresql://`` URL: the services'
+durable processes), ``journal_sync`` and ``lease`` (a PostgreSQL journal's
+node lease, API.md section 11).
 
 A service, ``[services.NAME]`` (NAME: letters, digits, ``_ . -``), has
 exactly one of ``argv`` (a list of strings; a bare name is looked up on PATH,
@@ -58,7 +62,7 @@ import difflib
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..behaviours.specs import RESTARTS
@@ -76,7 +80,9 @@ from .checks import (
     syntax_error,
 )
 
-TOP_KEYS = ("services", "intensity", "period", "backoff")
+TOP_KEYS = ("services", "intensity", "period", "backoff", "journal", "journal_sync", "lease")
+# The keys that are options of the runtime the services run in (API.md sections 7 and 11).
+RUNTIME_KEYS = ("journal", "journal_sync", "lease")
 SERVICE_KEYS = ("argv", "function", "args", "restart", "backoff", "shutdown", "env", "cwd", "after", "stdout", "stderr")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -109,6 +115,8 @@ class Plan:
     intensity: int = 5
     period: float = 10.0
     backoff: tuple[float, float] | None = None
+    # Options of the runtime (journal, journal_sync, lease), checked as occ.run checks them.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def load(path: str) -> Plan:
@@ -163,7 +171,33 @@ def load(path: str) -> Plan:
                 raise c.fail(("services", svc.name, "after"), f"a service cannot start after itself; remove {other!r}")
     check_logs_apart(c, list(checked.values()))
     order = start_order(c, checked)
-    return Plan(os.path.abspath(path), c.directory, tuple(order), int(intensity), float(period), backoff)
+    options = _runtime_options(c, doc)
+    return Plan(os.path.abspath(path), c.directory, tuple(order), int(intensity), float(period), backoff, options)
+
+
+def _runtime_options(c: Checker, doc: dict[str, Any]) -> dict[str, Any]:
+    """``journal`` (a path relative to the file's directory, or a postgresql:// URL),
+    ``journal_sync`` and ``lease``, checked by the runtime's own option checks."""
+    from ..core.runtime import check_options
+    from ..durable.store import is_postgres
+
+    options = {key: doc[key] for key in RUNTIME_KEYS if key in doc}
+    journal = options.get("journal")
+    if journal is not None:
+        if not isinstance(journal, str) or not journal:
+            raise c.fail(
+                ("journal",),
+                f"{journal!r} is not a journal; give a file path (relative to this file's directory) "
+                'or a PostgreSQL URL, e.g. journal = "postgresql://host/db"',
+            )
+        if not is_postgres(journal):
+            options["journal"] = os.path.join(c.directory, journal)
+    try:
+        check_options("occasional up", options)
+    except (TypeError, ValueError) as e:
+        key = next(k for k in reversed(RUNTIME_KEYS) if f"{k}=" in str(e) and k in options)
+        raise c.fail((key,), str(e).removeprefix("occasional up: ")) from None
+    return options
 
 
 def _service(c: Checker, name: str, table: Any, default_backoff: tuple[float, float] | None) -> Service:

@@ -203,7 +203,7 @@ def serve(plan: Plan) -> int:
     sys.path.insert(0, plan.directory)
     say = functools.partial(print, f"occasional up: {plan.path}:", file=sys.stderr, flush=True)
     try:
-        with runtime():
+        with runtime(**plan.options):
             try:
                 sup = Services.start(
                     child_specs(plan), intensity=plan.intensity, period=plan.period, backoff=plan.backoff
