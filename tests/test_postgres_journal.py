@@ -215,7 +215,9 @@ def test_a_message_to_a_durable_process_is_committed_to_postgresql_before_send_r
     assert run(main, journal=postgres_url) == ([("waiter", 1, None, None)], ("ok", "hello"))
 
 
-def test_the_nodes_table_has_the_runtime_that_wrote_the_journal_as_owner_of_its_processes_and_left_once_it_stopped(postgres_url):
+def test_the_nodes_table_has_the_runtime_that_wrote_the_journal_as_owner_of_its_processes_and_left_once_it_stopped(
+    postgres_url,
+):
     def main():
         durable.spawn("adder", add, 2, 3)
         return durable.result("adder", timeout=10)
