@@ -19,9 +19,9 @@ bodies, plus what nodes sharing the database need:
 Fencing, as Temporal fences a shard with its ``range_id``, with the node as
 the shard: every commit is one transaction sent as one psycopg 3 pipeline
 (one round trip) that starts with ``occasional_fence``: this node's row must
-still be ``alive`` with this incarnation, or the transaction fails with
-SQLSTATE ``OCFEN`` (:class:`Fenced`) and nothing of it is committed. The
-fence also moves the lease forward. Takeover (:meth:`PostgresStore.tick`)
+still be ``alive`` with this incarnation (a share lock, held to the commit),
+or the transaction fails with SQLSTATE ``OCFEN`` (:class:`Fenced`) and
+nothing of it is committed. Each tick renews the lease (``occasional_renew``). Takeover (:meth:`PostgresStore.tick`)
 marks nodes whose lease ran out ``dead``, then claims a share of the
 unfinished processes of dead and departed nodes with one ``UPDATE ... FOR
 UPDATE SKIP LOCKED`` that bumps their epoch. The row lock orders the two: a
@@ -186,7 +186,7 @@ class PostgresStore(Store, kind="postgres"):
                 # which syncs after BEGIN and again before COMMIT: one sync is half the
                 # time of a one-event commit (0.27 ms against 0.43 ms, "process" mode).
                 cur.execute("BEGIN")
-                cur.execute(sql.FENCE, (self.node, self.incarnation, self.lease))
+                cur.execute(sql.FENCE, (self.node, self.incarnation))
                 if batch.processes:
                     spawned.executemany(
                         sql.INSERT_PROCESS,
@@ -241,7 +241,7 @@ class PostgresStore(Store, kind="postgres"):
         try:
             with conn.pipeline(), conn.cursor() as cur:
                 cur.execute("BEGIN")
-                cur.execute(sql.FENCE, (self.node, self.incarnation, self.lease))
+                cur.execute(sql.RENEW, (self.node, self.incarnation, self.lease))
                 cur.execute(
                     sql.MARK_DEAD,
                     {"me": self.node, "gone": [n for n, _ in gone], "incarnations": [i for _, i in gone]},

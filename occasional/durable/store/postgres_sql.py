@@ -52,7 +52,21 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (
         process text NOT NULL, seq bigint NOT NULL, kind text NOT NULL, name text NOT NULL,
         body bytea NOT NULL, PRIMARY KEY (process, seq))""",
-    f"""CREATE OR REPLACE FUNCTION occasional_fence(n text, inc bigint, lease double precision)
+    # The fence of every commit: a share lock on this node's row, alive with this
+    # incarnation, held to the commit (Temporal's "SELECT ... FOR SHARE" of its
+    # shard's range_id). A takeover's UPDATE of the row waits for it, so a commit
+    # is either before the takeover or fails. Reading, not writing: no WAL of its own.
+    f"""CREATE OR REPLACE FUNCTION occasional_fence(n text, inc bigint)
+        RETURNS void LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM FROM nodes WHERE node = n AND incarnation = inc AND status = 'alive' FOR SHARE;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'node % (incarnation %) lost its lease on the journal', n, inc
+                    USING ERRCODE = '{FENCED}';
+            END IF;
+        END $$""",
+    # The renewal, once a tick: the fence that also moves the lease forward.
+    f"""CREATE OR REPLACE FUNCTION occasional_renew(n text, inc bigint, lease double precision)
         RETURNS void LANGUAGE plpgsql AS $$
         BEGIN
             UPDATE nodes SET lease_until = now() + make_interval(secs => lease)
@@ -87,7 +101,8 @@ WAKE = (
     "SELECT pg_notify('occasional_' || md5(owner), '') FROM "
     "(SELECT DISTINCT owner FROM processes WHERE id = ANY(%s) AND owner IS DISTINCT FROM %s) AS o"
 )
-FENCE = "SELECT occasional_fence(%s, %s, %s)"
+FENCE = "SELECT occasional_fence(%s, %s)"
+RENEW = "SELECT occasional_renew(%s, %s, %s)"
 # Nodes whose lease ran out, or (given as (node, incarnation) arrays) whose
 # central is gone from this machine, are dead; if any, every live node is woken
 # to take its share of their processes now, not at its next tick.
