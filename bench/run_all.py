@@ -5,7 +5,13 @@ prints its own table with the baseline it measured in the same run, and ends
 with a ``RESULT <json>`` line; this script gathers those lines into the
 summary table (figure, measured, baseline, ratio, target, verdict).
 
-Run: .venv/bin/python bench/run_all.py [--only pingpong,oneway] [--repeat 1]
+Run: .venv/bin/python bench/run_all.py [--only pingpong,oneway] [--repeat 1] [--postgres]
+
+``--postgres`` runs the PostgreSQL journal benchmarks of issue 12 instead of
+the default set (after the ``--only`` names, if any; ``--only`` also takes
+theirs). Each starts a private PostgreSQL server and runs DBOS Transact
+against it: they need Debian's ``postgresql`` and ``pip install dbos`` in .venv.
+
 Exit status: 0 if every target was met, 1 if one was missed, 2 if a benchmark failed.
 """
 
@@ -22,6 +28,8 @@ import _bench
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = ["pingpong", "oneway", "spawn", "many", "startup", "restart", "call", "port_restart", "port_lines", "up_many"]
+# Not in the default set: they need a PostgreSQL server's binaries and DBOS (issue 12).
+POSTGRES = ["durable_pg_step", "durable_pg_send", "durable_pg_restart", "durable_pg_takeover"]
 
 
 def run_one(name: str) -> tuple[dict[str, object] | None, float]:
@@ -45,11 +53,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated benchmark names (default: all)")
     ap.add_argument("--repeat", type=int, default=1, help="run the set this many times")
+    ap.add_argument(
+        "--postgres", action="store_true", help="the PostgreSQL journal benchmarks (issue 12), not the default set"
+    )
     args = ap.parse_args()
-    names = [n for n in args.only.split(",") if n] or BENCHES
+    names = [n for n in args.only.split(",") if n] or ([] if args.postgres else BENCHES)
+    if args.postgres:
+        names += [n for n in POSTGRES if n not in names]
     for n in names:
-        if n not in BENCHES:
-            sys.exit(f"run_all: {n!r} is not a benchmark; choose from {', '.join(BENCHES)}")
+        if n not in BENCHES + POSTGRES:
+            sys.exit(f"run_all: {n!r} is not a benchmark; choose from {', '.join(BENCHES + POSTGRES)}")
 
     rows = []
     failed = False
