@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from .state import State
     from .writer import Writer
 
-# How many committed messages one catch-up reads from the journal at a time.
+# How many committed messages one catch-up forwards at most, read from the
+# journal _CATCH_UP_CHUNK at a time, until the forwarding window is full.
 _CATCH_UP_ROWS = 256
+_CATCH_UP_CHUNK = 4
 
 
 def deliver(w: Writer, forwards: list[tuple[State, int, bytes]], acks: list[tuple[Proc, int]]) -> None:
@@ -80,17 +82,21 @@ def catch_up(w: Writer, st: State, conn: Conn) -> None:
         return  # caught up already, or that incarnation is ending: the next one starts from the journal
     # Rows after fwd_seq that are in the store are committed: their
     # forwards were skipped while held; later ones come with their commit.
-    rows = w.store.mailbox_after(st.row.id, st.fwd_seq, _CATCH_UP_ROWS)
+    # Read a few at a time: a row may be a message of 1 GiB, and what is read
+    # is held in memory (by the driver too) until it is sent.
     frames: list[list[Any]] = []
     size = 0
-    for seq, body in rows:
-        if size > D.FORWARD_WINDOW:
+    while True:
+        rows = w.store.mailbox_after(st.row.id, st.fwd_seq, _CATCH_UP_CHUNK)
+        for seq, body in rows:
+            frames.append(D.message(seq, body))
+            size += len(body)
+            st.fwd_seq = seq
+        if len(rows) < _CATCH_UP_CHUNK:
+            st.held = False  # caught up: forwarding goes on at the next commit
             break
-        frames.append(D.message(seq, body))
-        size += len(body)
-        st.fwd_seq = seq
-    if len(frames) == len(rows) and len(rows) < _CATCH_UP_ROWS:
-        st.held = False  # caught up: forwarding goes on at the next commit
+        if size > D.FORWARD_WINDOW or len(frames) >= _CATCH_UP_ROWS:
+            break
     if frames:
         conn.send_frames(frames)
     if st.held:

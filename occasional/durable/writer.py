@@ -297,8 +297,22 @@ class Writer:
         return st
 
     def known(self, p: Proc, req: int, id: str) -> State | None:
-        """Durable process ``id``, or None once ``req`` is answered with NoProcess."""
+        """Durable process ``id``, or None once ``req`` is answered with NoProcess
+        (or, on a shared journal, with where it runs instead)."""
         st = self.states.get(id)
+        if st is None and self.nodes is not None:
+            # Finished under an earlier node (this runtime's previous run, or
+            # another): this node takes it, as a Supervisor may start it again.
+            row, owner = self.store.adopt(id)  # type: ignore[attr-defined]  # a shared store
+            if row is not None:
+                st = self.add_states([row], self.store.last_seqs([id]))[0]
+            elif owner is not None:
+                self.error(
+                    p, req, "RuntimeError",
+                    f"durable process {id!r} runs on the node {owner}; a Supervisor follows a durable process "
+                    "from the node that runs it",
+                )  # fmt: skip
+                return None
         if st is None:
             self.error(p, req, "NoProcess", id)
         return st

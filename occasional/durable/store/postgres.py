@@ -140,6 +140,20 @@ class PostgresStore(Store, kind="postgres"):
         }
         return mailbox, events, sends
 
+    def adopt(self, id: str) -> tuple[ProcessRow | None, str | None]:
+        """Take finished process ``id`` for this node (a Supervisor follows it
+        here, and may start it again): its row, or None and the node that runs
+        it (None as well when the journal has no ``id``)."""
+        row = self.conn.execute(
+            f"UPDATE processes SET owner = %s, epoch = epoch + 1 WHERE id = %s AND status = 'done' "
+            f"RETURNING {sql.COLUMNS}",
+            (self.node, id),
+        ).fetchone()
+        if row is not None:
+            return ProcessRow(*row), None
+        owner = self.conn.execute("SELECT owner FROM processes WHERE id = %s", (id,)).fetchone()
+        return None, None if owner is None else owner[0]
+
     def lookup(self, id: str) -> ProcessRow | None:
         row = self.conn.execute(f"SELECT {sql.COLUMNS} FROM processes WHERE id = %s", (id,)).fetchone()
         return None if row is None else ProcessRow(*row)
@@ -221,9 +235,12 @@ class PostgresStore(Store, kind="postgres"):
         return Written(seqs, refused)
 
     def mailbox_after(self, id: str, seq: int, limit: int) -> list[tuple[int, bytes]]:
-        return self.conn.execute(
-            "SELECT seq, body FROM mailbox WHERE process=%s AND seq>%s ORDER BY seq LIMIT %s", (id, seq, limit)
-        ).fetchall()
+        # Binary results: a bytea in text format is hex, twice its size in the
+        # driver's buffers, and these rows are what a slow reader left behind.
+        with self.conn.cursor(binary=True) as cur:
+            return cur.execute(
+                "SELECT seq, body FROM mailbox WHERE process=%s AND seq>%s ORDER BY seq LIMIT %s", (id, seq, limit)
+            ).fetchall()
 
     # -- leases and takeover -------------------------------------------------------------
 
@@ -311,11 +328,14 @@ class PostgresStore(Store, kind="postgres"):
             conn = self._local.conn = sql.connect(self.path, "reader")
             with self._readers_lock:
                 self._readers.append(conn)
-        events = conn.execute("SELECT seq, kind, name, body FROM events WHERE process=%s ORDER BY seq", (id,))
-        mailbox = conn.execute(
-            "SELECT seq, sender, send_seq, body FROM mailbox WHERE process=%s AND seq<=%s ORDER BY seq", (id, upto)
-        )
-        return events.fetchall(), mailbox.fetchall()
+        with conn.cursor(binary=True) as cur:  # bodies as they are, not as hex (mailbox_after)
+            events = cur.execute(
+                "SELECT seq, kind, name, body FROM events WHERE process=%s ORDER BY seq", (id,)
+            ).fetchall()
+            mailbox = cur.execute(
+                "SELECT seq, sender, send_seq, body FROM mailbox WHERE process=%s AND seq<=%s ORDER BY seq", (id, upto)
+            ).fetchall()
+        return events, mailbox
 
     def close(self) -> None:
         """Leave: this node's processes are the others' to take over at once."""
