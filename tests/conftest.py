@@ -331,9 +331,27 @@ def worker(cid: str, recorder: Any = None) -> str:
 # --- durable processes (API.md, section 7) ------------------------------------------
 
 
+@pytest.fixture(params=["sqlite", "postgres"], ids=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A journal of this test's own, in each store in turn: an SQLite file, then a PostgreSQL database.
+
+    One store interface, two implementations (issue 12): a durable test that takes ``journal``
+    runs against both, so nothing is proved on one store only. The PostgreSQL server is asked
+    for by name (``getfixturevalue``), so a run of the SQLite variants alone (``-k sqlite``)
+    starts none. A test about the SQLite file itself (its modes, WAL, lock file, a damaged
+    file) takes ``sqlite_journal`` instead.
+    """
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return str(tmp_path / "journal.sqlite")
+
+
 @pytest.fixture
-def journal(tmp_path: Path) -> str:
-    """A journal file of this test's own."""
+def sqlite_journal(tmp_path: Path) -> str:
+    """A journal file of this test's own: for tests about the SQLite file itself (its path, file
+    modes, WAL, -shm and lock files, a damaged or foreign file, its application_id), and for
+    what only an SQLite journal does, such as refusing a second runtime (issue 12: several
+    nodes may share a PostgreSQL journal)."""
     return str(tmp_path / "journal.sqlite")
 
 

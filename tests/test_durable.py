@@ -1007,13 +1007,13 @@ def test_a_durable_sleep_ends_at_its_recorded_deadline_although_the_whole_runtim
 
 
 @pytest.mark.parametrize("sync", SYNC_MODES)
-def test_both_journal_sync_modes_keep_the_journal_in_sqlite_wal(journal, sync):
+def test_both_journal_sync_modes_keep_the_journal_in_sqlite_wal(sqlite_journal, sync):
     def main():
         durable.spawn("w", lambda: "written")
         return durable.result("w", timeout=10)
 
-    assert run(main, journal=journal, journal_sync=sync) == ("ok", "written")
-    with sqlite3.connect(journal) as db:
+    assert run(main, journal=sqlite_journal, journal_sync=sync) == ("ok", "written")
+    with sqlite3.connect(sqlite_journal) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

@@ -1,7 +1,8 @@
 """Chaos for durable processes (issue 6): a pipeline keeps its count while everything is SIGKILLed.
 
 producer -> transformer -> counter, three durable processes, with steps and a
-durable sleep, run by ``occ.run(main, journal=PATH)`` in a child interpreter.
+durable sleep, run by ``occ.run(main, journal=...)`` in a child interpreter, on each store in turn (an
+SQLite file, a PostgreSQL database: issue 12).
 Meanwhile this test, the killer, SIGKILLs at random moments one of the
 durable processes, the forkserver, or the whole runtime (every process of it
 at once); whenever the runtime is gone it starts a new child interpreter on
@@ -260,9 +261,8 @@ def effects(path: Path) -> list[int]:
 
 
 @pytest.mark.timeout(CHAOS_SECONDS + 120)
-def test_a_durable_pipeline_counts_every_item_once_while_its_processes_and_runtime_are_sigkilled(tmp_path):
+def test_a_durable_pipeline_counts_every_item_once_while_its_processes_and_runtime_are_sigkilled(journal, tmp_path):
     (tmp_path / "pipeline.py").write_text(PIPELINE)
-    journal = str(tmp_path / "journal.sqlite")
     outcome, kills = chaos(tmp_path, journal, CHAOS_SECONDS, seed=20261122)
 
     assert outcome.keys() == {"returned"}, (outcome, kills)

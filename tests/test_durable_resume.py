@@ -70,8 +70,8 @@ def run_jobs(where: Path, *args: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.timeout(60)
-def test_a_journal_resumes_under_the_code_of_the_program_now_running_even_from_another_directory(tmp_path):
-    journal, ready = str(tmp_path / "journal.sqlite"), tmp_path / "ready"
+def test_a_journal_resumes_under_the_code_of_the_program_now_running_even_from_another_directory(journal, tmp_path):
+    ready = tmp_path / "ready"
     old = write_release(tmp_path / "release-1", "one")
     child = run_jobs(old, "first", journal, str(ready))
     try:

@@ -176,7 +176,7 @@ def _writes_a_bad_record(op: int, *fields: Any) -> str:
 
 
 @pytest.mark.parametrize("record", sorted(BAD_RECORDS))
-def test_a_journal_record_of_the_wrong_type_raises_in_the_durable_process_and_the_journal_goes_on(record, tmp_path):
+def test_a_journal_record_of_the_wrong_type_raises_in_the_durable_process_and_the_journal_goes_on(record, journal):
     # Accepted, each of these failed the whole group commit (the writer then
     # ends the runtime), or reached a process that could not decode it.
     def main():
@@ -185,7 +185,7 @@ def test_a_journal_record_of_the_wrong_type_raises_in_the_durable_process_and_th
         echo = durable.spawn("echo", _durable_echo)
         return said, _round_trip(echo, "committed")
 
-    (kind, said), answer = run(main, journal=str(tmp_path / "j.db"))
+    (kind, said), answer = run(main, journal=journal)
     assert kind == "ok"
     assert re.match(r"^central refused a malformed request: a D_[A-Z]+ request has \w+=", said), said
     assert answer == ("durable", "committed")
@@ -245,7 +245,7 @@ def _reads_after_the_gate_opens(gate: str, n: int) -> list[tuple[int, int]]:
     return [(i, len(body)) for i, body in (occ.receive() for _ in range(n))]
 
 
-def test_messages_to_a_durable_process_that_does_not_read_wait_in_the_journal_not_in_central(tmp_path):
+def test_messages_to_a_durable_process_that_does_not_read_wait_in_the_journal_not_in_central(journal, tmp_path):
     gate = str(tmp_path / "gate")
     os.mkfifo(gate)
     n, size = 80, 1 << 20  # 80 MiB in all, ten times the forwarding window
@@ -260,7 +260,7 @@ def test_messages_to_a_durable_process_that_does_not_read_wait_in_the_journal_no
             pass
         return grown, durable.result("slow-reader", timeout=30)
 
-    grown, (kind, received) = run(main, journal=str(tmp_path / "j.db"))
+    grown, (kind, received) = run(main, journal=journal)
     assert (kind, received) == ("ok", [(i, size) for i in range(n)])
     assert grown < 40 << 20, f"central's peak memory grew by {grown} bytes"
 
@@ -373,7 +373,7 @@ def _touches(msg: Any, protected_ids: set[int]) -> bool:
     return False
 
 
-def test_random_and_mutated_frames_from_a_process_never_stop_central_the_journal_or_a_bystander(tmp_path):
+def test_random_and_mutated_frames_from_a_process_never_stop_central_the_journal_or_a_bystander(journal):
     from hypothesis import HealthCheck, assume, given, settings
 
     def throws(data: bytes) -> None:
@@ -382,7 +382,7 @@ def test_random_and_mutated_frames_from_a_process_never_stop_central_the_journal
         # every frame written before that is handled first.
         current("fuzz").central.sendall(data)
 
-    with occ.runtime(journal=str(tmp_path / "j.db")):
+    with occ.runtime(journal=journal):
         bystander = occ.spawn(_echo)
         echo = durable.spawn("echo", _durable_echo)
         protected = {occ.slf().id, bystander.id, echo.id}

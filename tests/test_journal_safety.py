@@ -91,7 +91,7 @@ def keep_what_arrives() -> Any:
 
 
 @pytest.fixture
-def tripwire(journal: str, tmp_path: Path) -> tuple[str, Path]:
+def tripwire(sqlite_journal: str, tmp_path: Path) -> tuple[str, Path]:
     """A journal whose process "keeper" received a Tripwire and returned it;
     the file that unpickling it creates is removed again."""
     marker = tmp_path / "unpickled"
@@ -102,10 +102,10 @@ def tripwire(journal: str, tmp_path: Path) -> tuple[str, Path]:
         occ.send(pid, Tripwire(str(marker)))
         return durable.result("keeper", timeout=10)[0]
 
-    assert run(main, journal=journal) == "ok"
+    assert run(main, journal=sqlite_journal) == "ok"
     assert marker.exists()  # the process unpickled it: the tripwire works
     marker.unlink()
-    return journal, marker
+    return sqlite_journal, marker
 
 
 def pickle_sizes(journal: str) -> tuple[int, int]:
@@ -150,14 +150,14 @@ def test_journal_show_with_trust_unpickles_values_as_a_process_would(tripwire):
 # --- files 0600 -------------------------------------------------------------------------
 
 
-def test_a_new_journal_and_its_wal_shm_and_lock_files_are_readable_by_their_owner_only(journal):
+def test_a_new_journal_and_its_wal_shm_and_lock_files_are_readable_by_their_owner_only(sqlite_journal):
     def main():
         durable.spawn("done", finish_at_once)
         durable.result("done", timeout=10)
         # While the runtime has the journal open: its -wal and -shm exist now.
-        return {tail: stat.S_IMODE(os.stat(journal + tail).st_mode) for tail in ("", "-wal", "-shm", ".lock")}
+        return {tail: stat.S_IMODE(os.stat(sqlite_journal + tail).st_mode) for tail in ("", "-wal", "-shm", ".lock")}
 
-    assert run(main, journal=journal) == {"": 0o600, "-wal": 0o600, "-shm": 0o600, ".lock": 0o600}
+    assert run(main, journal=sqlite_journal) == {"": 0o600, "-wal": 0o600, "-shm": 0o600, ".lock": 0o600}
 
 
 # --- one runtime per journal ------------------------------------------------------------
@@ -184,23 +184,24 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_a_second_runtime_on_a_journal_in_use_fails_at_once_until_the_first_one_ends(journal, tmp_path):
-    with holding(journal, tmp_path, HOLDER) as holder:
+def test_a_second_runtime_on_a_journal_in_use_fails_at_once_until_the_first_one_ends(sqlite_journal, tmp_path):
+    with holding(sqlite_journal, tmp_path, HOLDER) as holder:
         with pytest.raises(
             BlockingIOError,
             match=(
-                rf"^the journal {quoted(journal)} is in use by another runtime \(its central services, pid \d+, "
-                rf"hold {quoted(journal + '.lock')}\); a journal serves one runtime at a time, or its durable steps "
+                rf"^the journal {quoted(sqlite_journal)} is in use by another runtime \(its central services, pid \d+, "
+                rf"hold {quoted(sqlite_journal + '.lock')}\); a journal serves one runtime at a time, or its durable steps "
                 r"would run twice: stop that runtime first, or give this one another journal=$"
             ),
         ):
-            occ.run(finish_at_once, journal=journal)
+            occ.run(finish_at_once, journal=sqlite_journal)
         assert holder.poll() is None
-    record_a_finished_process(journal)
+    record_a_finished_process(sqlite_journal)
 
 
 def test_journal_ls_reads_a_journal_that_a_runtime_has_in_use(journal, tmp_path):
-    # Reading needs no lock: WAL lets a reader in while the runtime writes.
+    # Reading needs no lock: SQLite's WAL lets a reader in while the runtime writes, PostgreSQL's MVCC
+    # too; both stores, as every durable test (issue 12).
     with holding(journal, tmp_path, HOLDER):
         done = journal_command("ls", journal)
     assert (done.returncode, done.stderr) == (0, "")
@@ -269,27 +270,27 @@ def pragmas(journal: str) -> tuple[int, int]:
         return db.execute("PRAGMA application_id").fetchone()[0], db.execute("PRAGMA user_version").fetchone()[0]
 
 
-def test_a_runtime_refuses_a_journal_of_a_newer_layout_naming_it(journal):
-    record_a_finished_process(journal)
-    set_pragmas(journal, user_version=2)
+def test_a_runtime_refuses_a_journal_of_a_newer_layout_naming_it(sqlite_journal):
+    record_a_finished_process(sqlite_journal)
+    set_pragmas(sqlite_journal, user_version=2)
     with pytest.raises(
         ValueError,
         match=(
-            rf"^the journal {quoted(journal)} has layout 2, newer than this occasional reads \(up to 1\): "
+            rf"^the journal {quoted(sqlite_journal)} has layout 2, newer than this occasional reads \(up to 1\): "
             r"a newer occasional wrote it; open it with that version$"
         ),
     ):
-        occ.run(finish_at_once, journal=journal)
+        occ.run(finish_at_once, journal=sqlite_journal)
 
 
-def test_a_journal_written_before_journals_had_an_application_id_is_adopted_and_stamped(journal):
-    record_a_finished_process(journal)
-    set_pragmas(journal, application_id=0, user_version=0)  # as every journal written before issue 10
+def test_a_journal_written_before_journals_had_an_application_id_is_adopted_and_stamped(sqlite_journal):
+    record_a_finished_process(sqlite_journal)
+    set_pragmas(sqlite_journal, application_id=0, user_version=0)  # as every journal written before issue 10
 
     def main():
         return durable.result("done", timeout=10)
 
-    assert (run(main, journal=journal), pragmas(journal)) == (("ok", "finished"), (APPLICATION_ID, 1))
+    assert (run(main, journal=sqlite_journal), pragmas(sqlite_journal)) == (("ok", "finished"), (APPLICATION_ID, 1))
 
 
 def test_the_recorded_journal_opens_in_a_runtime_and_keeps_its_processes(tmp_path):
@@ -316,13 +317,13 @@ def test_journal_ls_refuses_a_file_that_is_not_a_journal_with_status_2_and_no_tr
     ), done.stderr
 
 
-def test_journal_show_refuses_a_journal_of_a_newer_layout_with_status_2_and_no_traceback(journal):
-    record_a_finished_process(journal)
-    set_pragmas(journal, user_version=2)
-    done = journal_command("show", journal, "done")
+def test_journal_show_refuses_a_journal_of_a_newer_layout_with_status_2_and_no_traceback(sqlite_journal):
+    record_a_finished_process(sqlite_journal)
+    set_pragmas(sqlite_journal, user_version=2)
+    done = journal_command("show", sqlite_journal, "done")
     assert (done.returncode, done.stdout) == (2, "")
     assert re.match(
-        rf"^occasional journal show: the journal {quoted(journal)} has layout 2, newer than this occasional reads "
+        rf"^occasional journal show: the journal {quoted(sqlite_journal)} has layout 2, newer than this occasional reads "
         r"\(up to 1\): a newer occasional wrote it; open it with that version\n\Z",
         done.stderr,
     ), done.stderr

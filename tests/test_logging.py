@@ -70,7 +70,7 @@ def test_a_supervisor_that_gives_up_says_so_on_stderr_naming_the_child_and_its_r
     assert "RuntimeError: again" in err
 
 
-def test_a_sigkilled_durable_process_that_the_runtime_restarts_is_not_logged_as_unwatched(tmp_path):
+def test_a_sigkilled_durable_process_that_the_runtime_restarts_is_not_logged_as_unwatched(journal):
     err = _stderr_of(f"""
         import os, signal
         import occasional as occ
@@ -88,7 +88,7 @@ def test_a_sigkilled_durable_process_that_the_runtime_restarts_is_not_logged_as_
             occ.send(pid, ("go",))
             assert durable.result("job", timeout=10) == ("ok", "done")
 
-        occ.run(main, journal={str(tmp_path / "journal.sqlite")!r})
+        occ.run(main, journal={journal!r})
     """)
     assert err == ""
 

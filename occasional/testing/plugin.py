@@ -58,8 +58,9 @@ Nothing left behind
     session) during its setup belong to that fixture, with the descendants of
     its processes, until it is finalized; after that they count again. Such
     a fixture must open its fds in its setup, not lazily during later tests.
-    ``gc.collect()`` runs before the fd check, so the result does not depend
-    on when the collector last ran. A failing test keeps its frames (and the
+    ``gc.collect()`` runs before anything left is reported (a collection closes fds and
+    reaps processes, it makes none), so the result does not depend on when the
+    collector last ran. A failing test keeps its frames (and the
     files in their locals) alive through ``sys.last_traceback``; close files
     with ``with`` and such a test will not also report them.
 
