@@ -110,3 +110,14 @@ def send_numbers(id: str, count: str) -> None:
     assert to is not None, f"no durable process {id!r} in the journal"
     for n in range(int(count)):
         occ.send(to, n)
+
+
+def sending(to: str, ready: str) -> int:
+    """Send 0, 1, ... 299 to durable process ``to``; say so in ``ready`` after 100 of them."""
+    dest = durable.whereis(to)
+    assert dest is not None, f"no durable process {to!r} in the journal"
+    for n in range(300):
+        occ.send(dest, n)
+        if n == 100:
+            Path(ready).touch()
+    return 300

@@ -195,6 +195,24 @@ def test_the_processes_of_a_dead_node_are_spread_over_the_nodes_left(postgres_ur
     assert len(set(owners.values())) == 2, owners  # both survivors run some
 
 
+def test_a_durable_sender_moved_by_a_takeover_mid_stream_delivers_each_message_once_in_order(
+    postgres_url, tmp_path, nodes
+):
+    from node_programs import collecting
+
+    ready = tmp_path / "ready"
+    with occ.runtime(journal=postgres_url, lease=2):
+        durable.spawn("collector", collecting, 300)
+        a = nodes(postgres_url, 2, "spawn_and_wait", "sending", "collector", ready, "sender")
+        wait_for(Path(f"{ready}.sender"), a)
+        a.kill()
+        with psycopg.connect(postgres_url) as conn:
+            (sent,) = conn.execute("SELECT count(*) FROM mailbox WHERE process = 'collector'").fetchone()
+        assert 100 < sent < 300  # killed mid-stream
+        assert durable.result("sender", timeout=30) == ("ok", 300)
+        assert durable.result("collector", timeout=30) == ("ok", list(range(300)))
+
+
 # -- fencing -----------------------------------------------------------------------
 
 
