@@ -7,6 +7,7 @@ starts. Effects outside the runtime go to files, so what ran twice shows.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -140,6 +141,22 @@ def test_two_nodes_spawning_the_same_id_start_one_process(postgres_url, tmp_path
         assert durable.result("once", timeout=20) == ("ok", "done")
     assert [e[0] for e in effects(fx)] == ["started"]
     assert not (tmp_path / "mine").exists()
+
+
+def test_a_supervisor_refuses_a_durable_child_another_node_runs_naming_that_node(postgres_url, tmp_path, nodes):
+    from node_programs import started
+
+    fx, ready = tmp_path / "effects", tmp_path / "ready"
+    a = nodes(postgres_url, 10, "spawn_and_wait", "started", fx, ready, "job")
+    wait_for(Path(f"{ready}.job"), a)
+    there = owner(postgres_url, "job")
+    child = {"id": "job", "function": functools.partial(durable.spawn, "job", started, str(fx), str(ready))}
+    with occ.runtime(journal=postgres_url), pytest.raises(occ.ProcessExit) as failed:
+        occ.Supervisor.start([child])
+    assert (
+        f"durable process 'job' runs on the node {there}; a Supervisor follows a durable process from the node that runs it"
+        in str(failed.value)
+    )
 
 
 # -- takeover ----------------------------------------------------------------------
