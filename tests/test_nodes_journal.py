@@ -267,6 +267,24 @@ def test_a_node_stopped_past_its_lease_ends_when_it_wakes_and_none_of_its_steps_
     assert ours[0] in (len(theirs), len(theirs) + 1)
 
 
+# -- a server that goes away -------------------------------------------------------
+
+
+def test_a_node_keeps_its_durable_processes_and_their_messages_across_a_restart_of_the_server():
+    from occasional.testing.postgres import postgres_server
+
+    from node_programs import collecting
+
+    with postgres_server() as server:
+        url = server.create_database()
+        with occ.runtime(journal=url):
+            collector = durable.spawn("collector", collecting, 2)
+            occ.send(collector, "before")
+            server.restart()
+            occ.send(collector, "after")
+            assert durable.result("collector", timeout=30) == ("ok", ["before", "after"])
+
+
 # -- options -----------------------------------------------------------------------
 
 

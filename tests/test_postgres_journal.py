@@ -7,6 +7,7 @@ files, so a step run twice shows.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ import occasional as occ
 from occasional import durable
 from occasional.testing import run
 
-from conftest import holding
+from conftest import holding, reap_orphans, snapshot, wait_until_gone
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 
@@ -230,11 +231,13 @@ def test_the_nodes_table_has_the_runtime_that_wrote_the_journal_as_owner_of_its_
     assert owners == [("adder", nodes[0][0], 1)]
 
 
-def test_a_runtime_whose_node_row_was_marked_dead_commits_nothing_more_and_ends(postgres_url):
-    # The fence every commit starts with (issue 12): what a takeover will do to a node.
+def test_a_runtime_whose_node_row_was_marked_dead_commits_nothing_more_and_ends(postgres_url, tmp_path):
+    # The fence every commit starts with (issue 12): what a takeover does to a node.
+    waiter = tmp_path / "waiter"
+
     def main():
         pid = durable.spawn("waiter", wait_for_go)
-        durable.whereis("waiter")
+        waiter.write_text(json.dumps(snapshot([pid.os_pid])))
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute("UPDATE nodes SET status = 'dead'")
         occ.send(pid, ("go",))
@@ -242,7 +245,12 @@ def test_a_runtime_whose_node_row_was_marked_dead_commits_nothing_more_and_ends(
 
     with pytest.raises(RuntimeError, match=r"^the runtime's central services ended \(exit status 1\)"):
         occ.run(main, journal=postgres_url)
-    reap_what_the_killed_run_left_to_us()  # the waiter, ended by its death signal when central exited
+    # The waiter ends by its death signal once central has; it may be handed to us
+    # (pytest is a subreaper) a moment after the run returned.
+    tree = [tuple(p) for p in json.loads(waiter.read_text())]
+    assert wait_until_gone(tree) == []
+    reap_orphans(tree)
+    reap_what_the_killed_run_left_to_us()  # central and the forkserver
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT count(*) FROM mailbox").fetchone() == (0,)
 

@@ -109,6 +109,8 @@ class PostgresServer:
     directory: Path
     process: subprocess.Popen[bytes]
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    bindir: Path | None = None  # where its binaries are, and how it runs as its owner: for restart()
+    prefix: list[str] = field(default_factory=list)
 
     @property
     def log(self) -> Path:
@@ -142,6 +144,19 @@ class PostgresServer:
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL(template).format(sql.Identifier(name)))
+
+    def restart(self) -> None:
+        """Stop the server as an administrator would, and start it again on the same data.
+
+        A fast shutdown (SIGINT): clients are disconnected, their transactions
+        rolled back, what is committed stays. For a test that a client lives
+        through its server's restart; the new postmaster is started by the caller,
+        so call it from a test that owns the server (``postgres_server()``)."""
+        assert self.bindir is not None, "a server made by start() knows its binaries"
+        self.process.send_signal(signal.SIGINT)
+        self.process.wait(STOP_TIMEOUT_S)
+        self.process = _start(self.bindir, self.directory, self.prefix)
+        _wait_until_ready(self)
 
     def stop(self) -> None:
         """End the server (immediate shutdown: its data is thrown away) and remove its directory."""
@@ -272,7 +287,7 @@ def start() -> PostgresServer:
     directory = _make_directory(owner)
     try:
         _initdb(bindir, directory, prefix)
-        server = PostgresServer(directory, _start(bindir, directory, prefix))
+        server = PostgresServer(directory, _start(bindir, directory, prefix), bindir=bindir, prefix=prefix)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise

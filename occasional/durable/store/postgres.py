@@ -163,30 +163,30 @@ class PostgresStore(Store, kind="postgres"):
     def write(self, batch: Batch) -> Written:
         """One transaction, one round trip: the fence, then every row (issue 12, group commit).
 
-        A deadlock with another node's batch (both lock counter rows) or a
-        lost connection is tried again; only a failed fence is final."""
+        A deadlock with another node's batch (both lock counter rows) is tried
+        again at once; a lost connection (the server restarting) again and
+        again for up to a lease, in which no other node may take over. Only a
+        failed fence is final: a transient error never gives up ownership."""
         psycopg = sql.psycopg_module(self.path)
-        for attempt in range(sql.ATTEMPTS):
+        deadline = time.monotonic() + self.lease
+        conflicts, wait = 0, _RECONNECT_S
+        while True:
             try:
                 return self._write(batch)
             except psycopg.Error as e:
                 if e.sqlstate == sql.FENCED:
                     raise Fenced(sql.one_line(e)) from None
-                if attempt + 1 == sql.ATTEMPTS or not self._transient(e):
+                if e.sqlstate in sql.RETRY_STATES and conflicts < sql.ATTEMPTS:
+                    conflicts += 1
+                    continue
+                if not (self.conn.closed or self.conn.broken) or time.monotonic() + wait > deadline:
                     raise
-        raise AssertionError("unreachable")
-
-    def _transient(self, e: Any) -> bool:
-        if e.sqlstate in sql.RETRY_STATES:
-            return True
-        if self.conn.closed or self.conn.broken:
-            time.sleep(0.1)
+            time.sleep(wait)
+            wait = min(wait * 2, 1.0)
             try:
                 self.conn = self._connect()
             except OSError:
-                return True  # the next attempt finds out again
-            return True
-        return False
+                pass  # still down: the next attempt fails the same way, until the deadline
 
     def _write(self, batch: Batch) -> Written:
         conn = self.conn
@@ -232,6 +232,13 @@ class PostgresStore(Store, kind="postgres"):
         refused = {
             r.id for r, got in zip(batch.processes, _each(spawned, len(batch.processes)), strict=True) if got is None
         }
+        if refused:
+            # A retried batch finds the rows its first attempt wrote (the commit
+            # landed, its answer was lost with the connection): those are ours.
+            ours = conn.execute(
+                "SELECT id FROM processes WHERE id = ANY(%s) AND owner = %s", (list(refused), self.node)
+            ).fetchall()
+            refused -= {id for (id,) in ours}
         return Written(seqs, refused)
 
     def mailbox_after(self, id: str, seq: int, limit: int) -> list[tuple[int, bytes]]:
@@ -323,11 +330,31 @@ class PostgresStore(Store, kind="postgres"):
         return self.pool.submit(self._read, id, upto)
 
     def _read(self, id: str, upto: int) -> tuple[list[Any], list[Any]]:
+        # As a write does (write()): through a server restart, for up to a
+        # lease, on a new connection; a replay that failed would count as a crash.
+        psycopg = sql.psycopg_module(self.path)
+        deadline = time.monotonic() + self.lease
+        wait = _RECONNECT_S
+        while True:
+            try:
+                return self._read_once(self._reader(), id, upto)
+            except (OSError, psycopg.OperationalError):
+                if time.monotonic() + wait > deadline:
+                    raise
+            self._local.conn = None
+            time.sleep(wait)
+            wait = min(wait * 2, 1.0)
+
+    def _reader(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None or conn.closed or conn.broken:
             conn = self._local.conn = sql.connect(self.path, "reader")
             with self._readers_lock:
                 self._readers.append(conn)
+        return conn
+
+    @staticmethod
+    def _read_once(conn: Any, id: str, upto: int) -> tuple[list[Any], list[Any]]:
         with conn.cursor(binary=True) as cur:  # bodies as they are, not as hex (mailbox_after)
             events = cur.execute(
                 "SELECT seq, kind, name, body FROM events WHERE process=%s ORDER BY seq", (id,)
@@ -352,6 +379,9 @@ class PostgresStore(Store, kind="postgres"):
         except Exception:
             pass  # the server is gone: the row stays alive until its lease runs out
         self.conn.close()
+
+
+_RECONNECT_S = 0.05  # the first wait before connecting again, doubled up to 1 s
 
 
 @dataclass

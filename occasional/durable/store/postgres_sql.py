@@ -23,7 +23,8 @@ LEASE_S = 10.0  # API.md section 11: lease= seconds, default 10
 FENCED = "OCFEN"
 # Connections reading replays (PostgresStore.read): a few, whatever the number of processes.
 READERS = 4
-# A batch is tried again after a deadlock, a serialization failure, or a lost connection.
+# A batch is tried again this often after a deadlock or a serialization failure with
+# another node's; after a lost connection, for up to a lease (PostgresStore.write).
 ATTEMPTS = 3
 RETRY_STATES = ("40P01", "40001")
 # psycopg.pq.TransactionStatus.IDLE, without importing psycopg with this module.
