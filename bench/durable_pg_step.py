@@ -36,7 +36,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import _pg
@@ -51,28 +50,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TARGET_VS_DBOS = 0.5
 
 
-def trivial(i: int) -> int:
-    return i
-
-
-def timed_steps(n: int) -> tuple[list[float], list[float]]:
-    perf, step = time.perf_counter, durable.step
-    one = []
-    for i in range(n):
-        t0 = perf()
-        step(trivial, i)
-        one.append(perf() - t0)
-    ten = []
-    for _ in range(n // 10):
-        t0 = perf()
-        for i in range(10):
-            step(trivial, i)
-        ten.append(perf() - t0)
-    return one, ten
-
-
 def occ_main(n: int) -> tuple[list[float], list[float]]:
-    durable.spawn("bench-steps", timed_steps, n)
+    durable.spawn("bench-steps", durable_step.timed_steps, n)  # the same steps, timed the same way
     kind, value = durable.result("bench-steps", timeout=600)
     assert kind == "ok", (kind, value)
     return value

@@ -18,6 +18,8 @@ import occasional as occ
 from occasional import durable
 
 
+# note and effects are conftest's, again: a node's processes import this module,
+# and conftest would bring pytest into each of them (a takeover's start-up time).
 def note(path: str, *values: Any) -> None:
     """Append one line to ``path``: an effect outside the runtime, which replay cannot undo."""
     with open(path, "a") as f:
