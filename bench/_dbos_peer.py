@@ -57,8 +57,9 @@ def pragmas(path: str) -> dict[str, Any]:
         }
 
 
-def steps(path: str, mode: str, n: int) -> None:
-    DBOS = configure(path, mode)
+def measure_steps(DBOS: Any, n: int) -> dict[str, Any]:
+    """Launch ``DBOS`` and time ``n`` trivial steps in one workflow, blocks of 10,
+    and n // 10 whole workflows of 10 steps (also for _dbos_pg_peer.py)."""
     perf = time.perf_counter
 
     @DBOS.step()
@@ -92,7 +93,12 @@ def steps(path: str, mode: str, n: int) -> None:
         t0 = perf()
         ten_steps()
         whole.append(perf() - t0)
-    out = {"step": one, "ten": ten, "workflow10": whole, "pragmas": pragmas(path)}
+    return {"step": one, "ten": ten, "workflow10": whole}
+
+
+def steps(path: str, mode: str, n: int) -> None:
+    DBOS = configure(path, mode)
+    out = {**measure_steps(DBOS, n), "pragmas": pragmas(path)}
     DBOS.destroy()
     print(json.dumps(out), flush=True)
 

@@ -34,6 +34,8 @@ import sys
 import time
 from typing import Any
 
+import _dbos_peer
+
 
 def configure(url: str) -> Any:
     from dbos import DBOS
@@ -56,40 +58,7 @@ def settings(url: str) -> dict[str, Any]:
 
 def steps(url: str, n: int) -> None:
     DBOS = configure(url)
-    perf = time.perf_counter
-
-    @DBOS.step()
-    def trivial(i: int) -> int:
-        return i
-
-    @DBOS.workflow()
-    def timed(n: int) -> tuple[list[float], list[float]]:
-        one = []
-        for i in range(n):
-            t0 = perf()
-            trivial(i)
-            one.append(perf() - t0)
-        ten = []
-        for _ in range(n // 10):
-            t0 = perf()
-            for i in range(10):
-                trivial(i)
-            ten.append(perf() - t0)
-        return one, ten
-
-    @DBOS.workflow()
-    def ten_steps() -> None:
-        for i in range(10):
-            trivial(i)
-
-    DBOS.launch()
-    one, ten = timed(n)
-    whole = []
-    for _ in range(n // 10):
-        t0 = perf()
-        ten_steps()
-        whole.append(perf() - t0)
-    out = {"step": one, "ten": ten, "workflow10": whole, "settings": settings(url)}
+    out = {**_dbos_peer.measure_steps(DBOS, n), "settings": settings(url)}
     DBOS.destroy()
     print(json.dumps(out), flush=True)
 
