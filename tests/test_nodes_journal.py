@@ -7,6 +7,7 @@ starts. Effects outside the runtime go to files, so what ran twice shows.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -45,13 +46,15 @@ class Node:
     def signal(self, sig: int) -> None:
         """``sig`` to the node's interpreter and every process of its runtime."""
         for pid, _, _ in snapshot([self.proc.pid, *descendants(self.proc.pid)]):
-            os.kill(pid, sig)
+            with contextlib.suppress(ProcessLookupError):  # ended by an earlier one's death signal
+                os.kill(pid, sig)
 
     def kill(self) -> str:
         """SIGKILL the node's whole runtime and reap it; its stderr."""
         tree = snapshot([self.proc.pid, *descendants(self.proc.pid)])
         for pid, _, _ in tree:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # ended by an earlier one's death signal
+                os.kill(pid, signal.SIGKILL)
         _, err = self.proc.communicate()
         assert wait_until_gone(tree) == []
         reap_orphans(tree)
