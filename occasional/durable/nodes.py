@@ -21,7 +21,10 @@ from . import forwarding
 from .store import Fenced, shown
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ..core.table import Proc
+    from .state import State
     from .store import ProcessRow
     from .writer import Writer
 
@@ -71,6 +74,29 @@ class Nodes:
         for waiters in self.waiters.values():
             if (p, req) in waiters:
                 waiters.remove((p, req))
+
+    def hello(self, p: Proc, req: int, st: State) -> None:
+        """Answer a replaying incarnation's D_HELLO with its events and mailbox,
+        read by the store's few pooled connections, off central's loop."""
+        future = self.store.read(st.row.id, st.hello_seq)
+        future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._loaded, p, req, st, f))
+
+    def _loaded(self, p: Proc, req: int, st: State, future: Future[tuple[list[Any], list[Any]]]) -> None:
+        error = future.exception()
+        if error is not None:
+            self.w.error(p, req, "RuntimeError", f"cannot read the journal {shown(self.store.path)}: {error}")
+        else:
+            events, mailbox = future.result()
+            self.w.reply(p, req, [st.row.id, self.store.path, st.hello_seq, events, mailbox])
+
+    def adopt(self, id: str) -> tuple[State | None, str | None]:
+        """Durable process ``id`` if it finished under an earlier node (this
+        runtime's previous run, or another): this node takes it, as a Supervisor
+        may start it again. Else None, and the node that runs it, if any."""
+        row, owner = self.store.adopt(id)
+        if row is None:
+            return None, owner
+        return self.w.add_states([row], self.store.last_seqs([id]))[0], None
 
     def _interval(self) -> float:
         # Often enough that a dead node's processes move within lease + 1 s

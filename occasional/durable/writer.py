@@ -32,8 +32,6 @@ from .state import State
 from .store import Fenced, shown
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from ..core.central import Central
     from ..core.table import Proc
     from .store import Batch, ProcessRow, Store
@@ -126,7 +124,7 @@ class Writer:
                 # full disk, a damaged file), never a process's input (issue 10).
                 log.exception("the journal %s could not be written; ending the runtime", shown(self.store.path))
                 os._exit(1)
-            if self.store.shared:
+            if self.nodes is not None:
                 forwards = forwarding.numbered(self, forwards, written.seqs)
                 for id in written.refused:
                     self._elsewhere(id)
@@ -158,7 +156,7 @@ class Writer:
             if dest.last_send.get(sender, 0) >= send_seq:
                 return  # a send repeated by a restarted sender (issue 6)
             dest.last_send[sender] = send_seq
-        if self.store.shared:
+        if self.nodes is not None:
             # The store numbers it at commit (other nodes append too): until
             # then a forward names its row of the batch (see _numbered).
             self.forwards.append((dest, len(self.batch.mailbox), body))
@@ -173,10 +171,9 @@ class Writer:
 
     def _elsewhere(self, id: str) -> None:
         """``id``, spawned here, was in the journal already: another node's. It
-        does not start here; the spawn answers with its address."""
-        st = self.states.pop(id, None)
-        if st is not None:
-            st.done = True  # so the start queued after this commit does nothing
+        does not start here (start() starts only states the writer holds); the
+        spawn answers with its address."""
+        self.states.pop(id, None)
 
     def _append_elsewhere(self, id: str, body: bytes, sender: str | None, send_seq: int | None) -> None:
         """A message to a durable process this node does not run: the store
@@ -229,7 +226,7 @@ class Writer:
         st = self.states.get(id)
         if st is not None:
             self._answer_spawn(p, req, st)
-        elif self.store.shared and self.store.lookup(id) is not None:
+        elif self.nodes is not None and self.store.lookup(id) is not None:
             self.reply(p, req, [0, 0])  # another node runs it
         else:
             self.reply(p, req, None)
@@ -244,7 +241,7 @@ class Writer:
             sender = send_seq = None
         if dest is not None and not dest.done:
             self._append(dest, body, sender, send_seq)
-        elif dest is None and self.store.shared:
+        elif dest is None and self.nodes is not None:
             self._append_elsewhere(dest_id, body, sender, send_seq)
         # A message to an unknown or finished durable process is dropped, as
         # one to a dead Pid is (API.md section 3).
@@ -272,22 +269,12 @@ class Writer:
             st.hello = True
             st.hello_seq = st.fwd_seq = st.mailbox_seq
             st.held = False
-            if self.store.shared:
-                # Read for it by the store's few pooled connections (issue 12).
-                future = self.store.read(st.row.id, st.hello_seq)  # type: ignore[attr-defined]
-                future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._loaded, p, req, st, f))
+            if self.nodes is not None:
+                self.nodes.hello(p, req, st)
             else:
                 self.reply(p, req, [st.row.id, self.store.path, st.hello_seq])
 
         self.on_commit(answer)
-
-    def _loaded(self, p: Proc, req: int, st: State, future: Future[tuple[list[Any], list[Any]]]) -> None:
-        error = future.exception()
-        if error is not None:
-            self.error(p, req, "RuntimeError", f"cannot read the journal {shown(self.store.path)}: {error}")
-        else:
-            events, mailbox = future.result()
-            self.reply(p, req, [st.row.id, self.store.path, st.hello_seq, events, mailbox])
 
     def caller(self, p: Proc, req: int) -> State | None:
         """The durable process ``p`` is, or None once ``req`` is answered that it is none."""
@@ -303,10 +290,8 @@ class Writer:
         if st is None and self.nodes is not None:
             # Finished under an earlier node (this runtime's previous run, or
             # another): this node takes it, as a Supervisor may start it again.
-            row, owner = self.store.adopt(id)  # type: ignore[attr-defined]  # a shared store
-            if row is not None:
-                st = self.add_states([row], self.store.last_seqs([id]))[0]
-            elif owner is not None:
+            st, owner = self.nodes.adopt(id)
+            if owner is not None:
                 self.error(
                     p, req, "RuntimeError",
                     f"durable process {id!r} runs on the node {owner}; a Supervisor follows a durable process "
@@ -456,7 +441,7 @@ class Writer:
 
     def start(self, st: State) -> None:
         """Start st's next incarnation (unless it finished, runs, or no process can start now)."""
-        if st.done or st.proc is not None or self.central.refusal() is not None:
+        if st.done or st.proc is not None or self.states.get(st.row.id) is not st or self.central.refusal() is not None:
             return
         row = st.row
         # The running program's sys.path first (a resume runs the code of now,

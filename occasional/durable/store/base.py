@@ -109,7 +109,8 @@ class Store:
 
     ``Store(journal, sync)`` opens the store ``journal`` names, checks what
     it is, creates its tables if it is new, and takes the journal for this
-    runtime (a second runtime is refused with BlockingIOError).
+    runtime: an SQLite file for it alone (a second runtime is refused with
+    BlockingIOError), a shared one (PostgreSQL) as one node among others.
     """
 
     path: str  # what a replaying process passes to Reader (the URL or the absolute file path)

@@ -427,12 +427,9 @@ def _birth() -> str:
 
 
 class PostgresReader(Reader, kind="postgres"):
-    """A read-only view of a PostgreSQL journal: its own connection.
-
-    A replaying durable process opens one for its replay and closes it. The
-    issue asks for a small pool instead (2,000 processes against the
-    server's max_connections); that comes with the next step.
-    """
+    """A read-only view of a PostgreSQL journal, on its own connection: for
+    ``occasional journal`` (a replaying process gets its rows from central,
+    read by :meth:`PostgresStore.read`'s pool, never one connection each)."""
 
     def __init__(self, journal: str) -> None:
         self.conn = sql.connect(journal, "reader")
