@@ -18,7 +18,7 @@ from .checks import check_text, check_timeout, format_seconds
 from .context import current
 from .errors import NoProcess, ProcessExit
 from .match import compile_match, describe as describe_match
-from .pid import Pid, Port, Ref
+from .pid import Pid, Port, Ref, remote_ops, this_node
 
 if TYPE_CHECKING:
     from .context import Context
@@ -77,12 +77,15 @@ def spawn_as(
 ) -> tuple[Pid, Ref | None]:
     """Check and spawn ``f(*args)`` for the verb ``call`` (named in every error)."""
     ctx = current(call)
+    node = options.pop("node", None) if options else None
     if options:
         key = next(iter(options))
         raise TypeError(
-            f"{call} got an unknown option {key!r}; the only option is name=. "
+            f"{call} got an unknown option {key!r}; the options are name= and node=. "
             "Use functools.partial to pass keyword arguments to the function"
         )
+    if node is not None and not (type(node) is str and "@" in node):
+        raise TypeError(f"{call}: node={node!r} is not a node name; pass a string such as 'name@host'")
     if not callable(f):
         raise TypeError(f"{call}: {f!r} is not callable; pass a function, lambda, partial or bound method")
     if name is not None:
@@ -91,6 +94,11 @@ def spawn_as(
         prepared = Prepared(f, args)
     except TypeError as e:
         raise TypeError(f"{call}: {e}") from e.__cause__
+    if node is not None and node != this_node():
+        # On another node: its central starts it (API.md section 11).
+        ref = ctx.new_ref() if monitor else None
+        pid = remote_ops().spawn(call, node, prepared, name, link, ref)
+        return pid, ref
     return _spawn_prepared(ctx, prepared, name, link, monitor)
 
 
@@ -228,10 +236,18 @@ def send(dest: Pid | str, msg: Any) -> None:
         if found is None:
             raise NoProcess(dest)
         pid_id = found[0]
+    elif type(dest) is tuple and len(dest) == 2 and type(dest[0]) is str and type(dest[1]) is str:
+        if dest[1] != this_node():
+            remote_ops().send_named(dest[0], dest[1], msg)  # a name on another node (API.md section 11)
+            return
+        found = ctx.call(P.WHEREIS, dest[0])
+        if found is None:
+            raise NoProcess(dest[0])
+        pid_id = found[0]
     else:
         raise TypeError(
             f"send({dest!r}, ...): {type(dest).__name__} is not an address; "
-            "send to a Pid, a Port or a registered name (str)"
+            "send to a Pid, a Port, a registered name (str) or (name, node)"
         )
     try:
         payload = codec.dumps(msg)
@@ -279,7 +295,10 @@ def monitor(pid: Pid) -> Ref:
     check_pid(f"monitor({pid!r})", pid)
     ref = ctx.new_ref()
     ctx.add_monitor(ref, pid)
-    ctx.tell(P.monitor(ref.owner, ref.n, pid.id))
+    if pid._remote is not None:
+        remote_ops().monitor(pid, ref)
+    else:
+        ctx.tell(P.monitor(ref.owner, ref.n, pid.id))
     return ref
 
 
@@ -296,8 +315,11 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
     ctx = current("demonitor()")
     if not isinstance(ref, Ref):
         raise TypeError(f"demonitor({ref!r}): not a Ref; pass the ref that monitor() or spawn_monitor() returned")
+    target = ctx.monitored(ref)
     active = ctx.drop_monitor(ref)
-    if active:
+    if active and target is not None and target._remote is not None:
+        remote_ops().demonitor(ref)
+    elif active:
         ctx.tell([P.DEMONITOR, ref.owner, ref.n])
     if flush:
         ctx.discard_message(_is_down_for(ref))
@@ -315,6 +337,14 @@ def link(pid: Pid) -> None:
     """
     ctx = current("link()")
     check_pid(f"link({pid!r})", pid)
+    if pid._remote is not None:
+        why = remote_ops().link(pid)
+        if why is None:
+            return
+        if ctx.trapping:
+            ctx.post(("EXIT", pid, why))
+            return
+        raise ProcessExit(why, pid)
     if ctx.call(P.LINK, pid.id):
         return
     if ctx.trapping:
@@ -327,6 +357,9 @@ def unlink(pid: Pid) -> None:
     """Remove the link between the caller and ``pid`` (if any)."""
     ctx = current("unlink()")
     check_pid(f"unlink({pid!r})", pid)
+    if pid._remote is not None:
+        remote_ops().unlink(pid)
+        return
     ctx.call(P.UNLINK, pid.id)
 
 
@@ -354,6 +387,9 @@ def kill(pid: Pid, why: Any = "killed") -> None:
         why_bytes = codec.dumps(why)
     except TypeError as e:
         raise TypeError(f"kill(): why={why!r} cannot be serialized: {e}") from e
+    if pid._remote is not None:
+        remote_ops().kill(pid, why_bytes)
+        return
     ctx.call(P.KILL, pid.id, why_bytes)
 
 
@@ -363,6 +399,9 @@ def exit_signal(pid: Pid, reason: tuple[str, Any]) -> None:
     ``reason``. Internal: supervisors use it for an orderly shutdown."""
     ctx = current("exit_signal()")
     kind, detail = reason
+    if pid._remote is not None:
+        remote_ops().exit_signal(pid, kind, codec.dumps(detail))
+        return
     ctx.call(P.SIGNAL, pid.id, [kind, codec.dumps(detail)])
 
 
@@ -376,6 +415,11 @@ def register(name: str, pid: Pid | None = None) -> None:
     ctx = current("register()")
     check_name(f"register({name!r})", name)
     target = ctx.pid if pid is None else check_pid(f"register({name!r}, {pid!r})", pid)
+    if target._remote is not None:
+        raise ValueError(
+            f"register({name!r}, {pid!r}): that process is on {target.node}; a name is registered on the node "
+            "of its process: register it there, or use register_global"
+        )
     ctx.call(P.REGISTER, name, target.id)
 
 
@@ -413,6 +457,8 @@ def process_info(pid: Pid) -> dict[str, Any] | None:
     """
     ctx = current("process_info()")
     check_pid(f"process_info({pid!r})", pid)
+    if pid._remote is not None:
+        raise ValueError(f"process_info({pid!r}): that process is on {pid.node}; ask a process of that node")
     info = ctx.call(P.INFO, pid.id)
     if info is None:
         return None

@@ -44,12 +44,14 @@ def main(argv: list[str]) -> None:
     prctl.set_child_subreaper(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     owner_sock = socket.socket(fileno=owner_fd)
+    hooks = argv[3] if len(argv) > 3 else "{}"
+    _before_fork(hooks)
     fs_sock, fs_pid = _fork_forkserver(owner_sock)
     set_title("occasional: central")
     logs.to_stderr()
     _raise_fd_limit()
     _return_big_blocks()
-    _run(owner_sock, owner_pid, hidden, fs_sock, fs_pid, argv[3] if len(argv) > 3 else "{}")
+    _run(owner_sock, owner_pid, hidden, fs_sock, fs_pid, hooks)
     os._exit(0)
 
 
@@ -89,7 +91,7 @@ def _run(
     # start, not the first durable call.
     owner = central.table.owner
     if owner is not None and owner.conn is not None:  # None once the owner is gone: nobody waits for READY
-        owner.conn.send([P.READY, owner.id, owner_pid])
+        owner.conn.send([P.READY, owner.id, owner_pid, central.facts])
     lsock = control.listen(os.getpid())
     if lsock is not None:
         central.control = control.Server(loop, lsock, lambda: control.snapshot(central.table, central.started_at))
@@ -103,6 +105,20 @@ def _run(
                 owner.conn.sock.sendall(data)
             except OSError:
                 break
+
+
+def _before_fork(spec: str) -> None:
+    """Let extensions set what every process inherits, before the forkserver is
+    forked (runtime.add_central_hook's ``before_fork``: a node's name, the path
+    and token of its Erlang VM's socket in occasional.dist)."""
+    import importlib
+    import json
+
+    for options in json.loads(spec).values():
+        before = options.get("before_fork")
+        if before:
+            module, _, function = before.partition(":")
+            getattr(importlib.import_module(module), function)(options)
 
 
 def _install_hooks(central: Central, owner_sock: socket.socket, spec: str) -> None:

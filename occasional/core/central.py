@@ -7,12 +7,11 @@ ended when central has its wait status, or has seen EOF on its socket after
 it reported its reason (ARCHITECTURE.md, "Central services"). Central never
 unpickles user data: user values cross it as bytes.
 
-What lives where (issue 11): the process table (rows, names, links,
-monitors) in :mod:`.table`, the sockets in :mod:`.transport`, signalling and
-reaping in :mod:`.reaping`, the handlers of core's requests in
-:mod:`.requests`, ``occasional ps`` in :mod:`.control`. Code that runs inside
-central (the durable journal; nodes and sockets next) extends it through the
-methods under "extensions" below, and through nothing else.
+What lives where (issue 11): the process table in :mod:`.table`, the sockets
+in :mod:`.transport`, signalling and reaping in :mod:`.reaping`, core's
+request handlers in :mod:`.requests`, ``occasional ps`` in :mod:`.control`.
+Code that runs inside central (the durable journal, nodes) extends it through
+the methods under "extensions" below, and through nothing else.
 """
 
 from __future__ import annotations
@@ -78,11 +77,12 @@ class Central:
         self.fs_pidfd = os.pidfd_open(fs_pid)
         self.fs_ended: asyncio.Future[int] = loop.create_future()  # its wait status, once reaped
         loop.add_reader(self.fs_pidfd, self.on_sigchld)
+        # What extensions added (see "extensions" below).
         self._ops: dict[int, Handler] = {}
-        # Run after a process is finalized, with its wire reason (add_exit_hook).
         self._exit_hooks: list[ExitHook] = []
-        # Run once when the runtime stops, after its last process ended (add_stop_hook).
         self._stop_hooks: list[Callable[[], None]] = []
+        self._kept: dict[int, Callable[[int], None]] = {}
+        self.facts: dict[str, Any] = {}  # sent with READY: {"node": name} (occasional.dist)
         self._users_ended: asyncio.Future[None] | None = None  # set in shutdown
         self.control: control.Server | None = None  # what `occasional ps` reads
         self.started_at = time.time()
@@ -114,6 +114,11 @@ class Central:
         ended: the journal commits what is left and tells the nodes sharing it
         that this one left (issue 12)."""
         self._stop_hooks.append(hook)
+
+    def keep_child(self, pid: int, on_ended: Callable[[int], None]) -> None:
+        """A child an extension started (a node's Erlang VM): not killed as an
+        orphan; reaped like the others, then ``on_ended(wait_status)`` runs."""
+        self._kept[pid] = on_ended
 
     def refusal(self) -> str | None:
         """Why no new process can start now, or None when one can."""
@@ -404,16 +409,13 @@ class Central:
     # -- reaping ---------------------------------------------------------------------
 
     def _kill_orphans(self) -> None:
-        """Kill every process central adopted as subreaper.
-
-        Central's only child of its own is the forkserver; anything else was
-        reparented to it because the process that started it ended (a port
-        whose executable double-forked, a process SIGKILLed with children
-        running). No process outlives the process that owns it (issue 5,
-        supervisord #1101): they are killed, and reaped by on_sigchld.
-        """
+        """Kill every process central adopted as subreaper: any child but the
+        forkserver and those an extension keeps was reparented to it because
+        the process that started it ended (a port whose executable
+        double-forked, a process SIGKILLed with children running). No process
+        outlives its owner (issue 5, supervisord #1101); on_sigchld reaps them."""
         for pid in children():
-            if pid != self.fs_pid and self.table.by_linux_pid(pid) is None:
+            if pid != self.fs_pid and pid not in self._kept and self.table.by_linux_pid(pid) is None:
                 # A child of central's own that it has not reaped yet: its pid
                 # cannot have been reused, so a plain kill is safe here.
                 sigkill(pid)
@@ -442,7 +444,9 @@ class Central:
                     self._forkserver_lost(status)
                 continue
             p = self.table.by_linux_pid(pid)
-            if p is not None and p.status is None:
+            if pid in self._kept:
+                self._kept.pop(pid)(status)
+            elif p is not None and p.status is None:
                 p.status = status
                 self._maybe_finalize(p)
 

@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 
 from ..sck.frame import DEFAULT_MAX_FRAME
-from .pid import Pid, Port, Ref
+from .pid import Pid, Port, Ref, RemotePid, _make_remote_address
 from .reasons import TRACEBACK_ATTR, keep_traceback
 
 EXT_TUPLE = 1
@@ -34,6 +34,7 @@ EXT_PORT = 6
 EXT_EXCEPTION = 7
 EXT_DILL = 8
 EXT_BIGINT = 9
+EXT_REMOTE_PID = 10  # a process on another node (API.md section 11)
 
 _ExtType = msgpack.ExtType
 _make_pid = Pid._make
@@ -176,6 +177,8 @@ def _default(obj: Any) -> Any:
         return _ext(EXT_REF, _pack_pair(obj.owner, obj.n))
     if t is Port:
         return _ext(EXT_PORT, _pack_pair(obj.id, obj.os_pid))
+    if t is RemotePid:
+        return _ext(EXT_REMOTE_PID, _pack([obj.node, obj.id, obj.os_pid, obj.etf]))
     if t is set:
         return _ext(EXT_SET, _pack(list(obj)))
     if t is frozenset:
@@ -205,9 +208,14 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_TUPLE:
         return tuple(_unpack(data))
     if code == EXT_PID:
+        if _origin is not None:  # a pid of the node the message came from
+            pid_id, os_pid = _unpack_pair(data)
+            return _make_remote_address(_origin, pid_id, os_pid, None)
         return _make_pid(*_unpack_pair(data))
     if code == EXT_REF:
         return _make_ref(*_unpack_pair(data))
+    if code == EXT_REMOTE_PID:
+        return _make_remote_address(*_unpack(data))
     if code == EXT_PORT:
         return _make_port(*_unpack_pair(data))
     if code == EXT_SET:
@@ -278,6 +286,20 @@ def dumps(obj: Any) -> bytes:
 
 
 loads = _unpack
+
+# The node a message being decoded came from, while loads_from decodes it: its
+# plain pids are that node's processes (API.md section 11).
+_origin: str | None = None
+
+
+def loads_from(data: bytes, origin: str) -> Any:
+    """Decode a message that came from the node ``origin``."""
+    global _origin
+    _origin = origin
+    try:
+        return _unpack(data)
+    finally:
+        _origin = None
 
 
 def dump_function(f: Any, args: tuple[Any, ...]) -> bytes:

@@ -24,7 +24,7 @@ from ..sck.frame import HEADER, Decoder
 from . import codec, protocol as P
 from .errors import NameTaken, NoProcess, no_runtime
 from .peers import PeerSockets
-from .pid import Pid, Ref
+from .pid import Pid, Ref, _make_remote_address, remote_ops
 from .reasons import format_reason
 
 _RECV = 1 << 18
@@ -44,13 +44,22 @@ _ERRORS: dict[str, Callable[..., BaseException]] = {
 }
 
 
-def reason_from_wire(wire: list[Any]) -> tuple[str, Any]:
+def reason_from_wire(wire: list[Any], origin: str | None = None) -> tuple[str, Any]:
+    """A reason as central sends it; ``origin``: the node it came from, whose
+    pids it names (API.md section 11). A linked reason's pid is a process of
+    this node, ``[id, os_pid, inner]``, or of another, ``[id, os_pid, inner,
+    node, etf]`` (etf: an Erlang pid's bytes, or None)."""
     kind, detail = wire
     if kind == "linked":
-        pid_id, os_pid, inner = detail
+        pid_id, os_pid, inner, *where = detail
+        if where:
+            node, etf = where
+            return ("linked", (_make_remote_address(node, pid_id, os_pid, etf), reason_from_wire(inner, node)))
+        if origin is not None:
+            return ("linked", (_make_remote_address(origin, pid_id, os_pid, None), reason_from_wire(inner, origin)))
         return ("linked", (Pid._make(pid_id, os_pid), reason_from_wire(inner)))
     try:
-        return (kind, codec.loads(detail))
+        return (kind, codec.loads(detail) if origin is None else codec.loads_from(detail, origin))
     except Exception as e:
         # Central checks a reason's shape but cannot check the pickles in it
         # without running them: an exception class this process cannot
@@ -59,6 +68,11 @@ def reason_from_wire(wire: list[Any]) -> tuple[str, Any]:
             kind,
             RuntimeError(f"the detail of a {kind!r} reason ({len(detail)} bytes) could not be decoded here: {e}"),
         )
+
+
+# Handlers of control frames that extensions send through central to a
+# process (op code -> handler(ctx, frame)): occasional.dist's wake-ups.
+EXTENSION_FRAMES: dict[int, Callable[[Context, list[Any]], None]] = {}
 
 
 class Context(PeerSockets):
@@ -108,9 +122,9 @@ class Context(PeerSockets):
         self._next_req = 0
         self._next_ref = 0
         self._monitors: dict[Ref, Pid | None] = {}
-        self._watches: dict[int, Ref] = {}  # pid id -> the monitor calls use (see watch)
+        self._watches: dict[Any, Ref] = {}  # pid id (a RemotePid) -> the monitor calls use (see watch)
         self.trapping = False
-        self.calling: int | None = None  # pid id of the process a call waits on
+        self.calling: Any = None  # pid id (a RemotePid) of the process a call waits on
         self.call_down: tuple[str, Any] | None = None  # its reason, if it ended
         self.closed = False
         # fd -> handler(events), run inside pump (see watch_fd).
@@ -209,21 +223,38 @@ class Context(PeerSockets):
 
     def _on_down(self, msg: list[Any]) -> None:
         ref = Ref._make(msg[1], msg[2])
-        if self._watches.get(msg[3]) == ref:
-            del self._watches[msg[3]]
-            if self.calling == msg[3]:
-                self._drain_from(msg[3])  # a reply sent before the end comes first
-                self.call_down = reason_from_wire(msg[5])
+        # Drain B's sockets before queuing the DOWN, so every message B sent
+        # arrives first (API.md section 4, "Ordering").
+        self.down(msg[3], ref, lambda: Pid._make(msg[3], msg[4]), lambda: reason_from_wire(msg[5]), self._drain_from)
+
+    def down(
+        self,
+        key: Any,
+        ref: Ref,
+        pid: Callable[[], Pid],
+        reason: Callable[[], tuple[str, Any]],
+        drain: Callable[[Any], None],
+    ) -> None:
+        """A DOWN for monitor ``ref`` on the process ``key`` (its id here, a
+        RemotePid for one on another node): the end of a call in progress to
+        it, or ``("DOWN", ref, pid, reason)`` in the mailbox; ``drain(key)``
+        first reads whatever that process sent."""
+        if self._watches.get(key) == ref:
+            del self._watches[key]
+            if self.calling == key:
+                drain(key)  # a reply sent before the end comes first
+                self.call_down = reason()
         elif ref in self._monitors:
             del self._monitors[ref]
-            pid = Pid._make(msg[3], msg[4])
-            # Drain B's sockets before queuing the DOWN, so every message B
-            # sent arrives first (API.md section 4, "Ordering").
-            self._drain_from(msg[3])
-            self.mailbox.append(("DOWN", ref, pid, reason_from_wire(msg[5])))
+            drain(key)
+            self.mailbox.append(("DOWN", ref, pid(), reason()))
 
     def on_extension_frame(self, msg: list[Any]) -> None:
-        """A control frame of an extension (a durable process's journaled messages)."""
+        """A control frame of an extension (a durable process's journaled
+        messages; occasional.dist's, through EXTENSION_FRAMES)."""
+        handler = EXTENSION_FRAMES.get(msg[0])
+        if handler is not None:
+            handler(self, msg)
 
     # -- waiting -----------------------------------------------------------------
 
@@ -275,6 +306,10 @@ class Context(PeerSockets):
         is None while a spawn_monitor waits for its pid: the DOWN can come first."""
         self._monitors[ref] = pid
 
+    def monitored(self, ref: Ref) -> Pid | None:
+        """The process monitor ``ref`` watches, while it is active."""
+        return self._monitors.get(ref)
+
     def drop_monitor(self, ref: Ref) -> bool:
         """Forget monitor ``ref``; whether it was active (a pid known, no DOWN yet)."""
         return self._monitors.pop(ref, None) is not None
@@ -287,13 +322,17 @@ class Context(PeerSockets):
         The watch's DOWN never reaches the mailbox; it ends the call in
         progress, if it is to that process (``self.calling``).
         """
-        if pid.id not in self._watches:
+        key = pid.id if pid._remote is None else pid
+        if key not in self._watches:
             # Always a plain ref, never a subclass's: whether this monitor is
             # made depends on when a DOWN arrived, so it must not move the
             # count of a durable process's own refs (issue 6).
             ref = Context.new_ref(self)
-            self._watches[pid.id] = ref
-            self.tell(P.monitor(ref.owner, ref.n, pid.id))
+            self._watches[key] = ref
+            if pid._remote is None:
+                self.tell(P.monitor(ref.owner, ref.n, pid.id))
+            else:
+                remote_ops().monitor(pid, ref)
 
     def call_process(
         self, pid: Pid, payload: bytes, match: Callable[[Any], bool], timeout: float | None
@@ -306,10 +345,13 @@ class Context(PeerSockets):
         Raises TimeoutError after ``timeout`` seconds (None: no limit).
         """
         self.watch(pid)
-        self.calling = pid.id
+        self.calling = pid.id if pid._remote is None else pid
         self.call_down = None
         try:
-            self.send_bytes(pid.id, payload)
+            if pid._remote is None:
+                self.send_bytes(pid.id, payload)
+            else:
+                remote_ops().send_bytes(pid, payload)
             msg = self.receive(match, timeout)
             return msg, self.call_down
         finally:

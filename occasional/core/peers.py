@@ -15,6 +15,7 @@ import select
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..sck.frame import HEADER, Decoder, FrameError
@@ -40,7 +41,7 @@ _MAX_MESSAGE = codec.MAX_MESSAGE
 class Peer:
     """A socket to another process; messages to it are queued in ``out``."""
 
-    __slots__ = ("pid_id", "sock", "fd", "dec", "out", "out_bytes", "watching_out", "retry_at")
+    __slots__ = ("pid_id", "sock", "fd", "dec", "out", "out_bytes", "watching_out", "retry_at", "on_frames")
 
     def __init__(self, pid_id: int, sock: socket.socket) -> None:
         self.pid_id = pid_id
@@ -51,6 +52,8 @@ class Peer:
         self.out_bytes = 0
         self.watching_out = False
         self.retry_at = 0
+        # A channel's own reader (add_channel): its frames are not messages.
+        self.on_frames: Callable[[list[bytes] | None], None] | None = None
 
 
 class PeerSockets(Mailbox):
@@ -217,8 +220,37 @@ class PeerSockets(Mailbox):
         if pid_id not in self.out:
             self.out[pid_id] = peer
 
+    def add_channel(self, key: int, sock: socket.socket, on_frames: Callable[[list[bytes] | None], None]) -> None:
+        """Frame ``sock`` like a peer socket, under ``key`` (a negative number,
+        never a pid id), with its own reader: ``on_frames(frames)`` for what
+        arrives, ``on_frames(None)`` once it closed. ``send_bytes(key, ...)``
+        queues to it and ``flush_all`` pushes it out at exit, as for a peer
+        (occasional.dist: a process's connection to its node's Erlang VM)."""
+        sock.setblocking(False)
+        peer = Peer(key, sock)
+        peer.on_frames = on_frames
+        self._peers_by_fd[peer.fd] = peer
+        self._ep.register(peer.fd, _EPOLLIN)
+        self.out[key] = peer
+
+    def read_channel(self, key: int) -> None:
+        """Read what a channel holds now, without waiting."""
+        peer = self.out.get(key)
+        while peer is not None and self._read_peer(peer):
+            try:
+                more = peer.sock.recv(1, _NOWAIT | socket.MSG_PEEK)
+            except BlockingIOError:
+                return
+            except OSError:
+                more = b""
+            if not more:
+                self._read_peer(peer)
+                return
+
     def _close_peer(self, peer: Peer) -> None:
-        self._peers_by_fd.pop(peer.fd, None)
+        if self._peers_by_fd.get(peer.fd) is not peer:
+            return  # closed already (its fd may be another peer's now)
+        del self._peers_by_fd[peer.fd]
         if self.out.get(peer.pid_id) is peer:
             del self.out[peer.pid_id]
         try:
@@ -226,6 +258,8 @@ class PeerSockets(Mailbox):
         except (OSError, ValueError):
             pass
         peer.sock.close()
+        if peer.on_frames is not None:
+            peer.on_frames(None)  # a channel's reader learns it is gone, whoever found out
 
     def _close_peers(self) -> None:
         for peer in list(self._peers_by_fd.values()):
@@ -253,6 +287,9 @@ class PeerSockets(Mailbox):
             log.warning("closed the connection from process %s: %s", peer.pid_id, e)
             self._close_peer(peer)
             return False
+        if peer.on_frames is not None:
+            peer.on_frames(frames)
+            return True
         # Only while some late reply is to be dropped does each message pass
         # a check (Mailbox.drop_on_arrival): the message path stays one append.
         append = self._deliver if self._drops else self.mailbox.append

@@ -20,8 +20,11 @@ class Pid:
     id: int
     os_pid: int
     # How send() reaches a Pid that is not a plain socket peer: a durable
-    # process's address routes through the journal (occasional.durable).
+    # process's address routes through the journal (occasional.durable), a
+    # process on another node through this node's Erlang VM (occasional.dist).
     _occ_route: Any = None
+    # None for a process of this runtime; a RemotePid's identity on its node.
+    _remote: Any = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Pid:
         raise TypeError(
@@ -39,13 +42,21 @@ class Pid:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __reduce__(self) -> tuple[Any, ...]:
+        if _this_node != "nonode@nohost" and type(self) is Pid:
+            # Pickled (a spawn's arguments) on a node: a pid of this node there.
+            return (_make_remote_address, (_this_node, self.id, self.os_pid, None))
         return (_make_address, (type(self).__name__, self.id, self.os_pid))
 
+    @property
+    def node(self) -> str:
+        """The node this process lives on (API.md section 11)."""
+        return _this_node
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Pid) and other.id == self.id
+        return isinstance(other, Pid) and other.id == self.id and other._remote == self._remote
 
     def __ne__(self, other: object) -> bool:
-        return not (isinstance(other, Pid) and other.id == self.id)
+        return not (isinstance(other, Pid) and other.id == self.id and other._remote == self._remote)
 
     def __hash__(self) -> int:
         return hash(("occ-pid", self.id))
@@ -85,6 +96,82 @@ class Port(Pid):
 
     def __repr__(self) -> str:
         return f"<occ port {self.os_pid}>"
+
+
+class RemotePid(Pid):
+    """A process on another node (API.md section 11): an occasional process
+    there (``etf`` None), or an Erlang process, whose pid travels as the bytes
+    of its external term format (``etf``) and whose ``id`` is then -1.
+
+    Made by decoding a message that came from another node; sent back there,
+    it is that node's own Pid again."""
+
+    __slots__ = ("node", "etf", "_remote")
+    __module__ = "occasional"
+    node: str  # a slot here, a property on Pid
+    etf: bytes | None
+
+    @classmethod
+    def _make_remote(cls, node: str, id: int, os_pid: int, etf: bytes | None = None) -> RemotePid:
+        self = _new(cls)
+        _set_id(self, id)
+        _set_os_pid(self, os_pid)
+        _set_node(self, node)
+        _set_etf(self, etf)
+        _set_remote(self, (node, etf))
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_make_remote_address, (self.node, self.id, self.os_pid, self.etf))
+
+    def __hash__(self) -> int:
+        return hash(("occ-pid", self.id, self.node))
+
+    def _occ_route(self, msg: Any) -> None:
+        remote_ops().send(self, msg)
+
+    def __repr__(self) -> str:
+        if self.etf is not None:
+            return f"<erlang pid on {self.node}>"
+        return f"<occ {self.os_pid} on {self.node}>"
+
+
+class RemoteOps:
+    """What the verbs of core do with a RemotePid: filled by occasional.dist
+    (core never imports it, docs/architecture.md). Until then, every verb
+    says that this runtime is not a node."""
+
+    def _not_a_node(self, *args: Any) -> Any:
+        raise RuntimeError(
+            "this runtime is not a node, so it cannot reach other nodes; "
+            'start it with node="name@host" (API.md section 11)'
+        )
+
+    send = send_bytes = send_named = spawn = monitor = demonitor = link = unlink = kill = exit_signal = _not_a_node
+
+
+_remote_ops: list[RemoteOps] = [RemoteOps()]
+
+
+def remote_ops() -> RemoteOps:
+    return _remote_ops[0]
+
+
+def set_remote_ops(ops: RemoteOps) -> None:
+    _remote_ops[0] = ops
+
+
+# This runtime's node name: "nonode@nohost" until it is a node (API.md section 11).
+_this_node = "nonode@nohost"
+
+
+def this_node() -> str:
+    return _this_node
+
+
+def set_this_node(name: str) -> None:
+    global _this_node
+    _this_node = name
 
 
 class Ref:
@@ -133,6 +220,15 @@ _set_id = Pid.__dict__["id"].__set__
 _set_os_pid = Pid.__dict__["os_pid"].__set__
 _set_owner = Ref.__dict__["owner"].__set__
 _set_n = Ref.__dict__["n"].__set__
+_set_node = RemotePid.__dict__["node"].__set__
+_set_etf = RemotePid.__dict__["etf"].__set__
+_set_remote = RemotePid.__dict__["_remote"].__set__
+
+
+def _make_remote_address(node: str, id: int, os_pid: int, etf: bytes | None) -> Pid:
+    if node == _this_node and etf is None:
+        return Pid._make(id, os_pid)
+    return RemotePid._make_remote(node, id, os_pid, etf)
 
 
 def _make_address(kind: str, a: int, b: int) -> Pid | Ref:

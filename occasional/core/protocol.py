@@ -47,7 +47,7 @@ PEER = 31  # [PEER, pid_id, os_pid] with the socket attached
 PEER_DEAD = 32  # [PEER_DEAD, pid_id]
 DOWN = 33  # [DOWN, owner, n, pid_id, os_pid, reason]
 EXIT_SIGNAL = 34  # [EXIT_SIGNAL, pid_id, os_pid, reason, sender_ended]
-READY = 35  # [READY, pid_id, os_pid]
+READY = 35  # [READY, pid_id, os_pid, facts]: facts from central's hooks (Central.facts)
 START_FAILED = 36  # [START_FAILED, error_type_name, message]: a hook failed; central exits
 
 # central <-> forkserver
@@ -189,14 +189,19 @@ def decodable(v: Any) -> bool:
 
 
 def wire_reason(v: Any, depth: int = 0) -> bool:
-    """``[kind, detail_bytes]``, or ``["linked", [pid_id, os_pid, reason]]``."""
+    """``[kind, detail_bytes]``, or ``["linked", [pid_id, os_pid, reason]]``
+    (``[pid_id, os_pid, reason, node, etf]`` for a process on another node:
+    occasional.dist, API.md section 11)."""
     if type(v) is not list or len(v) != 2 or type(v[0]) is not str or depth > 100:
         return False
     kind, detail = v
     if kind == "linked":
         return (
             type(detail) is list
-            and len(detail) == 3
+            and (
+                len(detail) == 3
+                or (len(detail) == 5 and type(detail[3]) is str and (detail[4] is None or type(detail[4]) is bytes))
+            )
             and type(detail[0]) is int
             and type(detail[1]) is int
             and wire_reason(detail[2], depth + 1)

@@ -19,7 +19,7 @@ from ..sck.frame import Decoder
 from . import context, protocol as P
 from .context import Context
 from .errors import ProcessExit, exit_error
-from .pid import Pid
+from .pid import Pid, set_this_node
 from .reasons import describe_exit, reason_from_returncode
 
 # Hooks into central (STYLE.md: core never imports durable; durable fills this
@@ -27,6 +27,10 @@ from .reasons import describe_exit, reason_from_returncode
 # starts, central imports the module and calls function(central, options) before
 # its loop runs, with the values of those options (None when not given).
 CENTRAL_HOOKS: dict[str, tuple[tuple[str, ...], Callable[[str, dict[str, Any]], None]]] = {}
+BEFORE_FORK: dict[str, str] = {}
+# What central's hooks told the interpreter that started the runtime with
+# READY (Central.facts): its processes inherit the same from central instead.
+FACTS: dict[str, Any] = {}
 # Where the occasional package the starter imported lives; central loads that one.
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -41,10 +45,20 @@ class _Runtime:
 _runtime: _Runtime | None = None
 
 
-def add_central_hook(entry: str, options: tuple[str, ...], check: Callable[[str, dict[str, Any]], None]) -> None:
+def add_central_hook(
+    entry: str,
+    options: tuple[str, ...],
+    check: Callable[[str, dict[str, Any]], None],
+    before_fork: str | None = None,
+) -> None:
     """Let ``entry`` ("module:function") extend central; ``check(call, options)``
-    validates its options in the caller, before anything starts."""
+    validates its options in the caller, before anything starts.
+    ``before_fork`` ("module:function"), if given, runs in central with the
+    same options before the forkserver is forked, so every process inherits
+    what it sets (a node's name: occasional.dist)."""
     CENTRAL_HOOKS[entry] = (options, check)
+    if before_fork is not None:
+        BEFORE_FORK[entry] = before_fork
 
 
 def _all_options() -> tuple[str, ...]:
@@ -90,6 +104,13 @@ def _start(hidden: bool, options: dict[str, Any]) -> _Runtime:
             central.wait()
         raise
     ctx = Context(ours, Pid._make(ready[1], ready[2]))
+    # What central's hooks tell every process of the runtime (Central.facts):
+    # the node's name (API.md section 11), inherited by the rest through the
+    # forkserver.
+    facts = ready[3] if len(ready) > 3 else {}
+    FACTS.clear()
+    FACTS.update(facts)
+    set_this_node(facts.get("node") or "nonode@nohost")
     context.set_current(ctx)
     _runtime = _Runtime(central, ctx, options)
     return _runtime
@@ -258,6 +279,7 @@ def _hooks_argument(options: dict[str, Any]) -> str:
                     for o in opts
                 },
                 "sys_path": [p or os.getcwd() for p in sys.path],
+                **({"before_fork": BEFORE_FORK[entry]} if entry in BEFORE_FORK else {}),
             }
             for entry, (opts, _check) in CENTRAL_HOOKS.items()
         }
@@ -290,6 +312,8 @@ def stop() -> None:
         pass  # central is already gone; what is left dies with it
     finally:
         context.set_current(None)
+        set_this_node("nonode@nohost")
+        FACTS.clear()
         rt.ctx.closed = True
         rt.ctx.close()
         try:

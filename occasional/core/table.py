@@ -96,6 +96,9 @@ class Table:
         self.names: dict[str, int] = {}
         self.next_id = 0
         self.owner: Proc | None = None  # the interpreter that started the runtime
+        # Told of every name taken (the holder) or freed (None): a node's
+        # Erlang VM mirrors the names, for {Name, Node} ! Msg (occasional.dist).
+        self.name_hooks: list[Callable[[str, Proc | None], None]] = []
 
     # -- rows ----------------------------------------------------------------------
 
@@ -160,6 +163,8 @@ class Table:
         # asks whereis() finds it free (issue 3).
         if p.name is not None and self.names.get(p.name) == p.id:
             del self.names[p.name]
+            for hook in self.name_hooks:
+                hook(p.name, None)
         watchers: list[tuple[Proc, Ref]] = []
         for ref, watcher_id in p.monitored_by.items():
             w = self.procs.get(watcher_id)
@@ -213,6 +218,8 @@ class Table:
         """``p`` holds ``name`` (the caller checked that both are free)."""
         p.name = name
         self.names[name] = p.id
+        for hook in self.name_hooks:
+            hook(name, p)
 
     def unregister_name(self, name: str) -> Proc | None:
         """Free ``name``; the process that held it, or None when none did."""
@@ -221,6 +228,8 @@ class Table:
             return None
         p = self.procs[pid_id]
         p.name = None
+        for hook in self.name_hooks:
+            hook(name, None)
         return p
 
     def registered(self) -> list[str]:

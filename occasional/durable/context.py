@@ -98,6 +98,8 @@ class DurableContext(Context):
     def on_extension_frame(self, msg: list[Any]) -> None:
         if msg[0] == D.D_MSG:
             (self.inbox if self.loaded else self.early)[msg[1]] = [msg[2], _UNSET]
+        else:
+            super().on_extension_frame(msg)
 
     # -- the journal --------------------------------------------------------------
 
