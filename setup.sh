@@ -7,12 +7,15 @@
 # - postgresql: the real server that the tests of the PostgreSQL journal start in a temporary
 #   directory of their own (occasional.testing.postgres, issue 12). The psycopg wheel brings its
 #   own libpq, so no client library is needed.
+# - erlang-base: Erlang/OTP (erl, erlc, epmd). A runtime started with node= runs one Erlang VM
+#   beside its central services for distribution (issue 13); the tests start real Erlang nodes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 missing=()
 [ -e /usr/include/sys/capability.h ] || missing+=(libcap-dev)
 compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+command -v erlc >/dev/null || missing+=(erlang-base)
 
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""

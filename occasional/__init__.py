@@ -61,6 +61,16 @@ from .core.match import ANY as ANY
 from .core.pid import Pid as Pid, Port as Port, Ref as Ref
 from .core.reasons import format_reason as format_reason
 from .core.runtime import run as run, runtime as runtime, start as start, stop as stop
+from .dist import (  # nodes on Erlang's distribution (API.md section 11)
+    Atom as Atom,
+    connect as connect,
+    monitor_node as monitor_node,
+    node as node,
+    nodes as nodes,
+    register_global as register_global,
+    unregister_global as unregister_global,
+    whereis_global as whereis_global,
+)
 
 _logging.getLogger("occasional").addHandler(_logging.NullHandler())
 
@@ -72,4 +82,5 @@ __all__ = [
     "register", "unregister", "whereis", "registered", "processes", "process_info",
     "ProcessExit", "NoProcess", "NameTaken",
     "Server", "call", "cast", "reply", "noreply", "Supervisor", "TooManyRestarts",
+    "node", "nodes", "connect", "monitor_node", "register_global", "whereis_global", "unregister_global", "Atom",
 ]  # fmt: skip

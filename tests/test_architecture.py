@@ -28,6 +28,7 @@ LAYERS: dict[str, int] = {
     "behaviours": 2,
     "ports": 3,
     "durable": 3,
+    "dist": 3,  # nodes: beside ports and durable, on core
     "up": 4,
     "": 5,  # occasional/__init__.py
     "cli": 6,

@@ -17,10 +17,12 @@ CONTRACT = {
     "register", "unregister", "whereis", "registered", "processes", "process_info", "NoProcess", "NameTaken",
     # section 6 (TooManyRestarts: the supervisor's give-up reason, CHANGELOG.md)
     "Server", "call", "cast", "reply", "noreply", "Supervisor", "TooManyRestarts",
+    # section 11
+    "node", "nodes", "connect", "monitor_node", "register_global", "whereis_global", "unregister_global", "Atom",
 }  # fmt: skip
 
 
-def test_all_lists_exactly_the_contract_of_sections_1_to_6():
+def test_all_lists_exactly_the_contract_of_sections_1_to_6_and_11():
     assert set(occ.__all__) == CONTRACT
 
 
@@ -29,7 +31,8 @@ def test_every_name_in_all_exists():
 
 
 @pytest.mark.parametrize(
-    "name", ["ProcessExit", "NoProcess", "NameTaken", "Pid", "Ref", "Port", "Server", "Supervisor", "TooManyRestarts"]
+    "name",
+    ["ProcessExit", "NoProcess", "NameTaken", "Pid", "Ref", "Port", "Server", "Supervisor", "TooManyRestarts", "Atom"],
 )
 def test_a_public_class_shows_its_public_home(name):
     assert getattr(occ, name).__module__ == "occasional"
