@@ -221,7 +221,7 @@ def test_an_unknown_top_level_key_is_refused_naming_it(here):
     message = refusal(here, 'intensty = 3\n[services.web]\nargv = ["true"]\n')
     assert (
         message
-        == f"{here}/services.toml:1: intensty: unknown key 'intensty'; did you mean 'intensity'? the keys here are services, intensity, period, backoff, journal, journal_sync, lease"
+        == f"{here}/services.toml:1: intensty: unknown key 'intensty'; did you mean 'intensity'? the keys here are services, intensity, period, backoff, journal, journal_sync, lease, node, cookie, net_ticktime"
     )
 
 

@@ -92,8 +92,13 @@ def test_a_relative_journal_path_in_a_services_file_is_relative_to_its_directory
             'journal = "j.sqlite"\nlease = 3',
             "2: lease: lease=3 is the lease of a node on a journal shared by nodes; it needs journal='postgresql://...'",
         ),
+        (
+            'node = "no-host"',
+            "1: node: node='no-host' is not a node name; give NAME@HOST, such as 'app@127.0.0.1' or 'app@myhost'",
+        ),
+        ("net_ticktime = 3", "1: net_ticktime: net_ticktime= is a setting of a node; give node= too"),
     ],
-    ids=["journal-not-text", "unknown-sync", "zero-lease", "lease-on-sqlite"],
+    ids=["journal-not-text", "unknown-sync", "zero-lease", "lease-on-sqlite", "bad-node", "ticktime-without-node"],
 )
 def test_a_bad_runtime_option_in_a_services_file_is_refused_naming_its_line_and_key(tmp_path, lines, says):
     path = tmp_path / "services.toml"

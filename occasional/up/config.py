@@ -80,9 +80,9 @@ from .checks import (
     syntax_error,
 )
 
-TOP_KEYS = ("services", "intensity", "period", "backoff", "journal", "journal_sync", "lease")
 # The keys that are options of the runtime the services run in (API.md sections 7 and 11).
-RUNTIME_KEYS = ("journal", "journal_sync", "lease")
+RUNTIME_KEYS = ("journal", "journal_sync", "lease", "node", "cookie", "net_ticktime")
+TOP_KEYS = ("services", "intensity", "period", "backoff", *RUNTIME_KEYS)
 SERVICE_KEYS = ("argv", "function", "args", "restart", "backoff", "shutdown", "env", "cwd", "after", "stdout", "stderr")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -177,7 +177,8 @@ def load(path: str) -> Plan:
 
 def _runtime_options(c: Checker, doc: dict[str, Any]) -> dict[str, Any]:
     """``journal`` (a path relative to the file's directory, or a postgresql:// URL),
-    ``journal_sync`` and ``lease``, checked by the runtime's own option checks."""
+    ``journal_sync``, ``lease``, and a node's ``node``, ``cookie`` and
+    ``net_ticktime``, checked by the runtime's own option checks."""
     from ..core.runtime import check_options
     from ..durable.store import is_postgres
 
