@@ -137,6 +137,24 @@ def find_global(to: occ.Pid, name: str, timeout: float = 10.0) -> None:
     occ.send(to, ("found", found))
 
 
+class Counter(occ.Server):
+    """A Server for calls across nodes: ``"next"`` answers the count and adds one; ``"crash"`` fails."""
+
+    def init(self, start: int) -> int:
+        return start
+
+    def handle_call(self, request: Any, frm: Any, n: int) -> Any:
+        if request == "crash":
+            raise ValueError("asked to crash")
+        return n, n + 1
+
+
+def start_counter(to: occ.Pid) -> None:
+    """Start a Counter on this node, tell ``to`` ``("counter", pid)``, wait forever."""
+    occ.send(to, ("counter", Counter.start(0)))
+    occ.receive("never sent")
+
+
 # -- the test's side -------------------------------------------------------------------------
 
 
