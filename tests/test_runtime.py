@@ -244,7 +244,8 @@ def test_a_journal_that_is_not_a_path_raises_type_error_naming_it_and_starts_not
 
 def test_the_unknown_option_error_lists_the_options_the_extensions_take():
     with pytest.raises(
-        TypeError, match=r"^run\(\) got an unknown option 'jurnal'; the options are journal, journal_sync, lease\. "
+        TypeError,
+        match=r"^run\(\) got an unknown option 'jurnal'; the options are journal, journal_sync, lease, node, cookie, net_ticktime\. ",
     ):
         occ.run(lambda: None, jurnal="x.sqlite")
 
