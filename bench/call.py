@@ -37,12 +37,11 @@ import os
 import time
 from typing import Any
 
-from pingpong import echo
-
 import occasional as occ
 
 import _bench
 from _bench import SHARED, SPLIT, pin, unpin
+from pingpong import echo
 
 TARGET = 1.3
 

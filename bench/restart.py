@@ -44,8 +44,6 @@ import tempfile
 import time
 from typing import Any
 
-from pingpong import RawConn
-
 import occasional as occ
 
 import _bench
@@ -59,6 +57,7 @@ from _native import (
     start_session,
     stop_session,
 )
+from pingpong import RawConn
 
 TARGET_MS = 5.0
 TARGET_RATIO = 1.5

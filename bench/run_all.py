@@ -5,12 +5,14 @@ prints its own table with the baseline it measured in the same run, and ends
 with a ``RESULT <json>`` line; this script gathers those lines into the
 summary table (figure, measured, baseline, ratio, target, verdict).
 
-Run: .venv/bin/python bench/run_all.py [--only pingpong,oneway] [--repeat 1] [--postgres]
+Run: .venv/bin/python bench/run_all.py [--only pingpong,oneway] [--repeat 1] [--postgres] [--nodes]
 
 ``--postgres`` runs the PostgreSQL journal benchmarks of issue 12 instead of
 the default set (after the ``--only`` names, if any; ``--only`` also takes
 theirs). Each starts a private PostgreSQL server and runs DBOS Transact
 against it: they need Debian's ``postgresql`` and ``pip install dbos`` in .venv.
+``--nodes`` runs the benchmarks of nodes (issue 13) likewise: each starts a
+private EPMD and real Erlang nodes (Debian's ``erlang-base``).
 
 Exit status: 0 if every target was met, 1 if one was missed, 2 if a benchmark failed.
 """
@@ -30,6 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = ["pingpong", "oneway", "spawn", "many", "startup", "restart", "call", "port_restart", "port_lines", "up_many"]
 # Not in the default set: they need a PostgreSQL server's binaries and DBOS (issue 12).
 POSTGRES = ["durable_pg_step", "durable_pg_send", "durable_pg_restart", "durable_pg_takeover"]
+# Not in the default set either: they need Erlang (issue 13). About 4 minutes together.
+NODES = ["dist_pingpong", "dist_oneway", "dist_local", "dist_kill"]
 
 
 def run_one(name: str) -> tuple[dict[str, object] | None, float]:
@@ -56,13 +60,17 @@ def main() -> None:
     ap.add_argument(
         "--postgres", action="store_true", help="the PostgreSQL journal benchmarks (issue 12), not the default set"
     )
+    ap.add_argument("--nodes", action="store_true", help="the benchmarks of nodes (issue 13), not the default set")
     args = ap.parse_args()
-    names = [n for n in args.only.split(",") if n] or ([] if args.postgres else BENCHES)
+    names = [n for n in args.only.split(",") if n] or ([] if args.postgres or args.nodes else BENCHES)
     if args.postgres:
         names += [n for n in POSTGRES if n not in names]
+    if args.nodes:
+        names += [n for n in NODES if n not in names]
+    every = BENCHES + POSTGRES + NODES
     for n in names:
-        if n not in BENCHES + POSTGRES:
-            sys.exit(f"run_all: {n!r} is not a benchmark; choose from {', '.join(BENCHES + POSTGRES)}")
+        if n not in every:
+            sys.exit(f"run_all: {n!r} is not a benchmark; choose from {', '.join(every)}")
 
     rows = []
     failed = False

@@ -16,14 +16,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import dist_programs
 import pytest
-from dist_programs import Node
 
 import occasional as occ
 from occasional.testing.erlang import epmd_fixture  # noqa: F401  # registers the fixture "epmd" here
 
+import dist_programs
 from conftest import poll, wait_until_in_mailbox
+from dist_programs import Node
 
 pytestmark = pytest.mark.timeout(30)
 COOKIE = "occasional-dist-tests"

@@ -7,12 +7,13 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-import dist_programs
 import pytest
-from dist_programs import Node
 
 import occasional as occ
 from occasional.testing.erlang import epmd_fixture  # noqa: F401  # registers the fixture "epmd" here
+
+import dist_programs
+from dist_programs import Node
 
 pytestmark = pytest.mark.timeout(30)
 COOKIE = "occasional-server-tests"

@@ -10,15 +10,15 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-import dist_programs
 import pytest
-from dist_programs import Node
 
 import occasional as occ
 from occasional.core import runtime as _runtime
 from occasional.testing.erlang import epmd_fixture  # noqa: F401  # registers the fixture "epmd" here
 
+import dist_programs
 from conftest import descendants, poll
+from dist_programs import Node
 
 pytestmark = pytest.mark.timeout(40)
 COOKIE = "occasional-vm-tests"

@@ -204,8 +204,8 @@ def slf() -> Pid:
     return current("slf()").pid
 
 
-def send(dest: Pid | str, msg: Any) -> None:
-    """Send ``msg`` to a Pid, a Port or a registered name; never blocks.
+def send(dest: Pid | str | tuple[str, str], msg: Any) -> None:
+    """Send ``msg`` to a Pid, a Port, a registered name or ``(name, node)``; never blocks.
 
     Messages from one sender to one receiver arrive in the order sent; a
     message to a dead Pid is dropped, as in Erlang.
