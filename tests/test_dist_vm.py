@@ -85,3 +85,14 @@ def test_a_node_whose_vm_was_killed_starts_it_again_and_reaches_other_nodes_agai
                 return False
 
         assert poll(echoed, lambda ok: ok, timeout=15) is True
+
+
+def test_a_runtime_named_as_a_running_node_is_refused_naming_the_name(there):
+    with pytest.raises(RuntimeError, match=rf"^node '{there.name}' could not start: another node is named "):
+        with occ.runtime(node=there.name, cookie=COOKIE):
+            pass
+
+
+def test_a_node_name_without_a_host_is_refused_in_the_caller():
+    with pytest.raises(ValueError, match=r"^run\(\): node='lonely' is not a node name; give NAME@HOST"):
+        occ.run(lambda: None, node="lonely")
