@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import re
 import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -39,13 +37,14 @@ from typing import Any
 
 import occasional as occ
 
+from pingpong import RawConn  # the raw baseline of bench/pingpong.py
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 
 HOST = "127.0.0.1"
 COOKIE = "occasional-bench"
 READY_TIMEOUT_S = 30.0
-HDR = struct.Struct(">I")
 
 
 # -- EPMD ----------------------------------------------------------------------------------
@@ -367,31 +366,6 @@ def beam_oneway(nodes: tuple[Any, Any], n: int) -> tuple[float, float]:
 
 
 # -- the raw baseline: TCP loopback + pickle ---------------------------------------------------------
-
-
-class RawConn:
-    """A length-prefixed pickle stream over a blocking socket (as bench/pingpong.py's)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def send(self, obj: object) -> None:
-        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-        self.sock.sendall(HDR.pack(len(data)) + data)
-
-    def recv(self) -> object:
-        buf = self.buf
-        while True:
-            if len(buf) >= 4:
-                (n,) = HDR.unpack_from(buf)
-                if len(buf) >= 4 + n:
-                    self.buf = buf[4 + n :]
-                    return pickle.loads(buf[4 : 4 + n])
-            data = self.sock.recv(65536)
-            if not data:
-                raise EOFError
-            buf += data
 
 
 def tcp_pingpong(batches: int, batch: int, warm: int) -> list[float]:

@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -223,3 +224,13 @@ class Node:
         left = wait_until_gone(tree, timeout=5)
         reap_orphans(tree)
         assert left == [], f"node {self.name} left {left}"
+
+
+@contextlib.contextmanager
+def serving_node(name: str, cookie: str, home: Path) -> Iterator[Node]:
+    """A node running ``serve`` for the block (a module's ``there``), killed at its end."""
+    node = Node(name, cookie, home, "serve")
+    try:
+        yield node.wait_ready()
+    finally:
+        node.kill()

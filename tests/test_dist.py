@@ -23,7 +23,7 @@ from occasional.testing.erlang import epmd_fixture  # noqa: F401  # registers th
 
 import dist_programs
 from conftest import poll, wait_until_in_mailbox
-from dist_programs import Node
+from dist_programs import Node, serving_node
 
 pytestmark = pytest.mark.timeout(30)
 COOKIE = "occasional-dist-tests"
@@ -43,11 +43,8 @@ def here(**options: Any) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def there(epmd: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A node serving the whole module: ``"echo"`` is registered on it (dist_programs.serve)."""
-    node = Node(f"there@{HOST}", COOKIE, tmp_path_factory.mktemp("there"), "serve")
-    try:
-        yield node.wait_ready()
-    finally:
-        node.kill()
+    with serving_node(f"there@{HOST}", COOKIE, tmp_path_factory.mktemp("there")) as node:
+        yield node
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import occasional as occ
 from occasional.testing.erlang import epmd_fixture  # noqa: F401  # registers the fixture "epmd" here
 
 import dist_programs
-from dist_programs import Node
+from dist_programs import Node, serving_node
 
 pytestmark = pytest.mark.timeout(30)
 COOKIE = "occasional-server-tests"
@@ -23,11 +23,8 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def there(epmd: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    node = Node(f"srvthere@{HOST}", COOKIE, tmp_path_factory.mktemp("srvthere"), "serve")
-    try:
-        yield node.wait_ready()
-    finally:
-        node.kill()
+    with serving_node(f"srvthere@{HOST}", COOKIE, tmp_path_factory.mktemp("srvthere")) as node:
+        yield node
 
 
 def counter_on(node: str) -> occ.Pid:

@@ -18,7 +18,7 @@ from occasional.testing.erlang import epmd_fixture  # noqa: F401  # registers th
 
 import dist_programs
 from conftest import descendants, poll
-from dist_programs import Node
+from dist_programs import Node, serving_node
 
 pytestmark = pytest.mark.timeout(40)
 COOKIE = "occasional-vm-tests"
@@ -28,11 +28,8 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def there(epmd: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    node = Node(f"vmthere@{HOST}", COOKIE, tmp_path_factory.mktemp("vmthere"), "serve")
-    try:
-        yield node.wait_ready()
-    finally:
-        node.kill()
+    with serving_node(f"vmthere@{HOST}", COOKIE, tmp_path_factory.mktemp("vmthere")) as node:
+        yield node
 
 
 def vm_of_this_runtime() -> int:
@@ -88,9 +85,9 @@ def test_a_node_whose_vm_was_killed_starts_it_again_and_reaches_other_nodes_agai
 
 
 def test_a_runtime_named_as_a_running_node_is_refused_naming_the_name(there):
-    with pytest.raises(RuntimeError, match=rf"^node '{there.name}' could not start: another node is named "):
-        with occ.runtime(node=there.name, cookie=COOKIE):
-            pass
+    named = rf"^node '{there.name}' could not start: another node is named "
+    with pytest.raises(RuntimeError, match=named), occ.runtime(node=there.name, cookie=COOKIE):
+        pass
 
 
 def test_a_node_name_without_a_host_is_refused_in_the_caller():
