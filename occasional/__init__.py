@@ -33,7 +33,10 @@ This facade stands above the libraries it re-exports: none of them imports it.
 
 import logging as _logging
 
-from . import durable as durable  # the public subpackage occasional.durable (API.md section 7)
+from . import (  # public subpackages: occasional.durable (API.md section 7), occasional.net (section 12)
+    durable as durable,
+    net as net,
+)
 from .behaviours.server import Server as Server, call as call, cast as cast, noreply as noreply, reply as reply
 from .behaviours.supervisor import Supervisor as Supervisor, TooManyRestarts as TooManyRestarts
 from .core.api import (

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "ports": 3,
     "durable": 3,
     "dist": 3,  # nodes: beside ports and durable, on core
+    "net": 3,  # sockets owned by processes (issue 14)
     "up": 4,
     "": 5,  # occasional/__init__.py
     "cli": 6,

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgpack
 
-from ..sck.fdpass import recv_with_fds
+from ..sck.fdpass import recv_with_fds, send_with_fds
 from ..sck.frame import HEADER, Decoder
 from . import codec, protocol as P
 from .errors import NameTaken, NoProcess, no_runtime
@@ -132,6 +132,25 @@ class Context(PeerSockets):
         self.spawn_meta: dict[str, Any] | None = None
 
     # -- central ---------------------------------------------------------------
+
+    def request_with_fd(self, fd: int, op: int, *args: Any) -> int:
+        """As :meth:`request`, with ``fd`` attached (SCM_RIGHTS): a socket handed
+        to another process through central (occasional.net). The fd stays open here."""
+        self._next_req += 1
+        req = self._next_req
+        payload = _packb([op, req, *args])
+        data = _pack_frame(len(payload)) + payload
+        try:
+            sent = send_with_fds(self.central, data, [fd])
+            if sent < len(data):
+                self.central.sendall(data[sent:])
+        except OSError as e:
+            raise RuntimeError(f"the runtime's central services are gone ({e}); the runtime has ended") from e
+        return req
+
+    def take_fd(self) -> int:
+        """The oldest fd central sent that nobody took yet (an extension's frame carried it)."""
+        return self._central_fds.popleft()
 
     def tell(self, frame: list[Any]) -> None:
         """Send a control frame to central (blocking: central always reads).
