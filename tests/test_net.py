@@ -272,3 +272,23 @@ def test_data_an_owner_received_before_a_handover_goes_with_the_socket_in_order(
         return occ.receive(("got", occ.ANY), timeout=10)[1]
 
     assert occ.run(main) == [("tcp", b"one"), ("tcp", b"three"), ("tcp_closed", None)]
+
+
+def test_an_fd_a_process_attaches_to_a_request_that_takes_none_is_closed_by_central():
+    from occasional.core import protocol as P, runtime as _runtime
+    from occasional.core.context import current
+
+    with occ.runtime():
+        rt = _runtime._runtime
+        assert rt is not None
+        central = f"/proc/{rt.central.pid}/fd"
+        ctx = current("test")
+        ctx.wait_reply(ctx.request(P.REGISTERED), None)
+        before = len(os.listdir(central))
+        r, w = os.pipe()
+        for _ in range(50):
+            ctx.wait_reply(ctx.request_with_fd(r, P.REGISTERED), None)
+        os.close(r)
+        os.close(w)
+        after = len(os.listdir(central))
+    assert after - before <= 2  # it was one more fd in central per request

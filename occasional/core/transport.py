@@ -98,6 +98,14 @@ class Conn:
         error = getattr(self.dec, "error", None)
         if error is not None:
             self._eof(str(error))
+            return
+        if self.fds and not self.dec.pending():
+            # Every frame read is handled and none is half read: an fd still
+            # here came with a frame whose handler did not take it (only a
+            # socket handover does). Kept, a process could exhaust central's
+            # fds by attaching them to any request.
+            while self.fds:
+                os.close(self.fds.popleft())
 
     def _handle(self, frame: bytes) -> None:
         try:
