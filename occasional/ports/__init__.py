@@ -8,6 +8,10 @@ lines, 4-byte length packets or raw chunks; ``send(port, data)`` writes a
 frame to its stdin; ``close(port)`` closes the stdin; ``(port,
 ("exit_status", n))`` is the last message.
 
+``open_port(argv, pty=True)`` runs it on a pseudo-terminal (API.md section
+13): ``resize(port, rows, cols)`` sets its size and ``expect(port, pattern)``
+waits for its output to match, as pexpect does.
+
 When the owner ends, however it ends, or the runtime ends, the executable
 and everything it started are killed (see :mod:`occasional.ports.driver`).
 """
@@ -28,11 +32,12 @@ from ..core.context import current
 from ..core.errors import exit_error
 from ..core.pid import Port
 from ..sck.frame import FrameError
-from . import driver
+from . import driver, terminal
+from .expect import expect, opened
 from .logfile import LogFile
 from .protocol import CLOSE, STARTED
 
-__all__ = ["open_port", "close", "LogFile", "FrameError"]
+__all__ = ["open_port", "close", "resize", "expect", "LogFile", "FrameError"]
 
 FRAMINGS = ("line", "packet", "raw")
 STDOUTS = ("message", "inherit")
@@ -105,10 +110,29 @@ def _check_output(option: str, value: Any, allowed: tuple[str, ...]) -> str | Lo
     raise ValueError(f"open_port: {option}={value!r} is not an option; use {choices} or occasional.ports.LogFile(path)")
 
 
+def _check_terminal(pty: Any, stdout: Any, stderr: Any) -> None:
+    if type(pty) is not bool:
+        raise TypeError(f"open_port: pty={pty!r} is not a bool; pass True to run the executable on a pseudo-terminal")
+    if not pty:
+        return
+    if stdout == "inherit":
+        raise ValueError(
+            "open_port: pty=True with stdout='inherit': the terminal is its stdout; use 'message' or a LogFile"
+        )
+    if stderr not in ("inherit", "stdout"):
+        raise ValueError(
+            f"open_port: pty=True with stderr={stderr!r}: on a terminal stderr is the terminal, as stdout; "
+            "leave stderr at its default"
+        )
+
+
 def _check_spec(
-    argv: Any, framing: Any, cwd: Any, env: Any, stdout: Any, stderr: Any, max_frame: Any
+    argv: Any, framing: Any, cwd: Any, env: Any, stdout: Any, stderr: Any, max_frame: Any, pty: Any = False
 ) -> driver.PortSpec:
     args = _check_argv(argv)
+    _check_terminal(pty, stdout, stderr)
+    if framing is None:
+        framing = "raw" if pty else "line"
     if framing not in FRAMINGS:
         raise ValueError(f"open_port: framing={framing!r} is not a framing; use 'line', 'packet' or 'raw'")
     if cwd is not None:
@@ -137,13 +161,13 @@ def _check_spec(
             "one message to the owner; use a smaller size"
         )
     executable = _find_executable(args[0], cwd, env)
-    return driver.PortSpec(args, executable, framing, cwd, env, out, err, max_frame)
+    return driver.PortSpec(args, executable, framing, cwd, env, out, err, max_frame, pty)
 
 
 def open_port(
     argv: Sequence[str | os.PathLike[str]],
     *,
-    framing: str = "line",
+    framing: str | None = None,
     cwd: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
     stderr: str | LogFile = "inherit",
@@ -151,12 +175,14 @@ def open_port(
     max_frame: int = DEFAULT_MAX_FRAME,
     name: str | None = None,
     link: bool = False,
+    pty: bool = False,
 ) -> Port:
     """Run ``argv`` as a port owned by the caller; returns once it runs.
 
-    ``framing``: ``"line"`` (a frame per line, newline stripped; ``send``
+    ``framing``: ``"line"`` (the default without a pty: a frame per line, newline stripped; ``send``
     appends one), ``"packet"`` (4-byte big-endian length), ``"raw"`` (chunks
-    as read, split to at most ``max_frame`` bytes). A line or packet over
+    as read, split to at most ``max_frame`` bytes; the default with
+    ``pty=True``, since prompts end without a newline). A line or packet over
     ``max_frame`` bytes (default 64 MiB, at most 1 GiB - 1 KiB) ends the
     port with an ``("error", FrameError)`` reason, after every whole frame
     before it was delivered.
@@ -165,6 +191,11 @@ def open_port(
     ``"message"`` (``(port, ("stderr", frame))``) or a LogFile. ``env`` is the
     whole environment, as in ``subprocess``. ``name=`` registers the port and
     ``link=True`` links it to the caller, atomically.
+    ``pty=True``: the executable's stdin, stdout and stderr are a new
+    pseudo-terminal of 24 rows and 80 columns, its controlling terminal
+    (``isatty()`` is true; it echoes input and ends lines with ``\r\n``,
+    as any terminal); ``close(port)`` sends the terminal's EOF character
+    (^D). See :func:`resize` and :func:`expect`.
 
     Raises, in the caller, before anything starts:
         FileNotFoundError / PermissionError: the executable is missing or not
@@ -173,7 +204,7 @@ def open_port(
         occasional.NameTaken: ``name`` is held by a live process.
     """
     ctx = current("open_port()")
-    spec = _check_spec(argv, framing, cwd, env, stdout, stderr, max_frame)
+    spec = _check_spec(argv, framing, cwd, env, stdout, stderr, max_frame, pty)
     if name is not None:
         api.check_name("open_port()", name)
     token = ctx.new_ref()
@@ -196,7 +227,10 @@ def open_port(
     api.demonitor(ref, flush=True)
     if msg[2] is not None:
         raise msg[2]
-    return Port._make(pid.id, pid.os_pid)
+    port = Port._make(pid.id, pid.os_pid)
+    if spec.pty:
+        opened(port, spec.framing)
+    return port
 
 
 def close(port: Port) -> None:
@@ -206,6 +240,47 @@ def close(port: Port) -> None:
     if not isinstance(port, Port):
         raise TypeError(f"occasional.ports.close({port!r}): not a Port; pass what open_port() returned")
     ctx.send_bytes(port.id, codec.dumps(CLOSE))
+
+
+def resize(port: Port, rows: int, cols: int) -> None:
+    """Set the size of ``port``'s pseudo-terminal; the executable gets
+    SIGWINCH. Returns once it is set (the port does the ioctl: only it holds
+    the terminal). A port that has ended is left as it is.
+
+    Raises:
+        TypeError: ``port`` is not a Port, or not one opened with ``pty=True``;
+            ``rows``/``cols`` not ints.
+        ValueError: ``rows``/``cols`` not in 1..65535.
+        occasional.NoProcess: the port is not running.
+    """
+    call = f"occasional.ports.resize({port!r}, {rows!r}, {cols!r})"
+    ctx = current("occasional.ports.resize()")
+    if not isinstance(port, Port):
+        raise TypeError(f"{call}: {port!r} is not a Port; pass what open_port(argv, pty=True) returned")
+    for key, value in (("rows", rows), ("cols", cols)):
+        if type(value) is not int:
+            raise TypeError(
+                f"{call}: {key}={value!r} is not an int; give the size in characters, e.g. 24 rows, 80 cols"
+            )
+        if not 1 <= value <= 0xFFFF:
+            raise ValueError(f"{call}: {key}={value!r} is not a terminal size; use an int from 1 to 65535")
+    ref = api.monitor(port)
+    try:
+        ctx.send_bytes(port.id, codec.dumps((terminal.RESIZE, rows, cols, ctx.pid, ref)))
+
+        def answer(m: Any) -> bool:
+            return type(m) is tuple and (
+                (len(m) == 3 and m[0] == terminal.RESIZED and m[1] == ref)
+                or (len(m) == 4 and m[0] == "DOWN" and m[1] == ref)
+            )
+
+        msg = api.receive(answer)
+    finally:
+        api.demonitor(ref, flush=True)
+    if msg[0] == "DOWN":
+        raise exit_error(port, msg[3])
+    if msg[2] is not None:
+        raise msg[2]
 
 
 FrameError.__module__ = "occasional.ports"

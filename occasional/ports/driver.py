@@ -11,6 +11,9 @@ its own mailbox (the mailbox's epoll waits on both):
   size-rotated log file;
 * bytes sent to the port -> one frame each -> the executable's stdin, never
   blocking (a user-space buffer, as for peers);
+* with ``pty=True`` (:mod:`occasional.ports.terminal`), one pseudo-terminal
+  is the executable's stdin, stdout and stderr: the driver reads and writes
+  its master, and EIO on reading it (every slave closed) is the end of output;
 * the executable's end (a pidfd) -> ``(port, ("exit_status", n))`` to the
   owner, last, then the port ends with a reason from that status.
 
@@ -27,6 +30,7 @@ cost 1.9 ms of every port start (bench/RESULTS.md, port restart).
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import select
@@ -45,6 +49,7 @@ from ..sck.frame import FrameError
 from .framing import Framer, encoder, frame_out
 from .logfile import LogFile, LogWriter
 from .protocol import CLOSE, STARTED
+from .terminal import RESIZE, RESIZED, eof_char, open_terminal, set_size, take_as_controlling_terminal
 
 log = logging.getLogger("occasional.ports")
 
@@ -70,6 +75,7 @@ class PortSpec:
     stdout: str | LogFile
     stderr: str | LogFile
     max_frame: int
+    pty: bool = False  # stdin, stdout and stderr are a new pseudo-terminal (API.md section 13)
 
 
 class _Output:
@@ -138,6 +144,8 @@ class _Driver:
         self.proc: subprocess.Popen[bytes] | None = None
         self.outputs: list[_Output] = []
         self.stdin_fd = -1
+        self.stdin_pipe: Any = None
+        self.terminal: _Output | None = None  # a pty port's master end, read (stdin_fd is a dup of it)
         self.stdin_buf: deque[bytes] = deque()
         self.stdin_watching = False
         self.closing_stdin = False
@@ -150,6 +158,17 @@ class _Driver:
     # -- start ---------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.spec.pty:
+            self._start_on_terminal()
+        else:
+            self._start_on_pipes()
+        assert self.proc is not None
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        self.watch(self.pidfd, _EPOLLIN, self._on_exit)
+        for o in self.outputs:
+            self.watch(o.fd, _EPOLLIN, o.on_event)
+
+    def _start_on_pipes(self) -> None:
         spec = self.spec
         out = subprocess.PIPE if spec.stdout != "inherit" else None
         if spec.stderr == "stdout":
@@ -169,17 +188,48 @@ class _Driver:
             process_group=0,
             bufsize=0,
         )
-        self.pidfd = os.pidfd_open(self.proc.pid)
-        self.watch(self.pidfd, _EPOLLIN, self._on_exit)
         assert self.proc.stdin is not None
+        self.stdin_pipe = self.proc.stdin
         self.stdin_fd = self.proc.stdin.fileno()
         os.set_blocking(self.stdin_fd, False)
         if self.proc.stdout is not None:
             self.outputs.append(_Output(self, self.proc.stdout, "data", spec.stdout))
         if self.proc.stderr is not None:
             self.outputs.append(_Output(self, self.proc.stderr, "stderr", spec.stderr))
-        for o in self.outputs:
-            self.watch(o.fd, _EPOLLIN, o.on_event)
+
+    def _start_on_terminal(self) -> None:
+        """The executable's stdio is the slave of a new pty, its controlling
+        terminal in a session of its own (so its process group, killed as
+        any port's). Only this process holds the master (close-on-exec): the
+        executable, and whatever it starts, see the slave alone. The child
+        must run Python between fork and exec for TIOCSCTTY (preexec_fn),
+        which costs the vfork a pipe port gets (see the module docstring)."""
+        spec = self.spec
+        master, slave = open_terminal()
+        try:
+            self.proc = subprocess.Popen(
+                list(spec.argv),
+                executable=spec.executable,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=spec.cwd,
+                env=spec.env,
+                start_new_session=True,
+                preexec_fn=take_as_controlling_terminal,
+                bufsize=0,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            # The master reads EIO once every slave is closed: the end of output.
+            os.close(slave)
+        self.stdin_fd = os.dup(master)  # epoll watches an fd once: one to read, one to write
+        os.set_blocking(self.stdin_fd, False)
+        self.stdin_pipe = io.FileIO(self.stdin_fd, "wb", closefd=True)
+        self.terminal = _Output(self, io.FileIO(master, "rb", closefd=True), "data", spec.stdout)
+        self.outputs.append(self.terminal)
 
     def watch(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
         self.ctx.watch_fd(fd, events, handler)
@@ -254,11 +304,18 @@ class _Driver:
     def _close_stdin(self) -> None:
         if self.stdin_fd >= 0:
             self.unwatch(self.stdin_fd)
-            assert self.proc is not None and self.proc.stdin is not None
-            self.proc.stdin.close()
+            self.stdin_pipe.close()
             self.stdin_fd = -1
 
     def close_stdin(self) -> None:
+        if self.spec.pty and self.stdin_fd >= 0 and not self.closing_stdin:
+            # Closing our copy of the master ends nothing the executable reads:
+            # a terminal's end of input is its VEOF character (^D), as
+            # pexpect's sendeof. That copy is closed once it is written.
+            self.stdin_buf.append(eof_char(self.stdin_fd))
+            self.closing_stdin = True
+            self._flush_stdin()
+            return
         self.closing_stdin = True
         if not self.stdin_buf:
             self._close_stdin()
@@ -301,12 +358,29 @@ class _Driver:
             self._on_exit_signal(msg[1], msg[2])
         elif msg == CLOSE:
             self.close_stdin()
+        elif t is tuple and len(msg) == 5 and msg[0] == RESIZE:
+            self._resize(*msg[1:])
         elif t in (bytearray, memoryview):
             self.write(bytes(msg))
         else:
             log.warning(
                 "port %r (%s) dropped a message that is not bytes: %.200r", self.me, " ".join(self.spec.argv), msg
             )
+
+    def _resize(self, rows: int, cols: int, reply_to: Pid, ref: Ref) -> None:
+        """``ports.resize``: checked by the caller, done here, where the master is."""
+        error: Exception | None = None
+        if not self.spec.pty:
+            error = TypeError(
+                f"occasional.ports.resize({self.me!r}, {rows!r}, {cols!r}): {self.me!r} is not on a pseudo-terminal; "
+                "open it with open_port(argv, pty=True)"
+            )
+        elif self.terminal is not None and self.terminal.open:  # else it has ended: nothing to resize
+            try:
+                set_size(self.terminal.fd, rows, cols)
+            except OSError as e:
+                error = e
+        api.send(reply_to, (RESIZED, ref, error))
 
     def _on_exit_signal(self, sender: Pid, reason: tuple[str, Any]) -> None:
         if reason[0] == "ok":
