@@ -24,12 +24,14 @@ import shlex
 import shutil
 import stat
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..core import api, codec
 from ..core.checks import is_count
 from ..core.context import current
 from ..core.errors import exit_error
+from ..core.match import ANY
 from ..core.pid import Port
 from ..sck.frame import FrameError
 from . import driver, terminal
@@ -37,7 +39,7 @@ from .expect import expect, opened
 from .logfile import LogFile
 from .protocol import CLOSE, STARTED
 
-__all__ = ["open_port", "close", "resize", "expect", "LogFile", "FrameError"]
+__all__ = ["open_port", "pipeline", "statuses", "close", "resize", "expect", "LogFile", "FrameError"]
 
 FRAMINGS = ("line", "packet", "raw")
 STDOUTS = ("message", "inherit")
@@ -203,17 +205,22 @@ def open_port(
         TypeError / ValueError: a bad argument, named.
         occasional.NameTaken: ``name`` is held by a live process.
     """
-    ctx = current("open_port()")
+    current("open_port()")
     spec = _check_spec(argv, framing, cwd, env, stdout, stderr, max_frame, pty)
+    return _start("open_port()", spec, name, link)
+
+
+def _start(call: str, spec: driver.PortSpec, name: str | None, link: bool) -> Port:
+    """Spawn the port process for ``spec`` and wait until its executable runs."""
+    ctx = current(call)
     if name is not None:
-        api.check_name("open_port()", name)
+        api.check_name(call, name)
     token = ctx.new_ref()
     prepared = api.Prepared(driver.run, (spec, ctx.pid, token))
     prepared.title = os.path.basename(spec.argv[0])
-    prepared.function = shlex.join(spec.argv)
-    pid, ref = api.spawn_from(
-        "open_port()", prepared, name=name, link=bool(link), monitor=True, meta={"argv": list(spec.argv)}
-    )
+    every = [stage[1] for stage in spec.stages] or [spec.argv]
+    prepared.function = " | ".join(shlex.join(argv) for argv in every)
+    pid, ref = api.spawn_from(call, prepared, name=name, link=bool(link), monitor=True, meta={"argv": list(spec.argv)})
     assert ref is not None
 
     def started(m: Any) -> bool:
@@ -231,6 +238,43 @@ def open_port(
     if spec.pty:
         opened(port, spec.framing)
     return port
+
+
+def pipeline(
+    stages: Sequence[Sequence[str | os.PathLike[str]]],
+    *,
+    framing: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    stderr: str | LogFile = "inherit",
+    stdout: str | LogFile = "message",
+    max_frame: int = DEFAULT_MAX_FRAME,
+    name: str | None = None,
+    link: bool = False,
+) -> Port:
+    """Run ``stages`` as one port, each stage's stdout into the next one's
+    stdin, with no shell (API.md section 13): what is sent to the port goes
+    to the first stage, the last stage's output comes as the port's, every
+    stage's stderr as ``stderr`` says. The stages are one process group that
+    dies with the port. ``("exit_status", n)`` is the last stage's;
+    ``("statuses", [n, ...])`` comes just before it, each stage's, as bash's
+    PIPESTATUS (:func:`statuses` waits for it)."""
+    current("pipeline()")
+    if not isinstance(stages, (list, tuple)) or len(stages) < 1:
+        raise TypeError(f"pipeline({stages!r}): pass a list of argv lists, e.g. [['ls'], ['wc', '-l']]")
+    specs = [_check_spec(argv, framing, cwd, env, stdout, stderr, max_frame) for argv in stages]
+    last = specs[-1]
+    return _start("pipeline()", replace(last, stages=tuple((sp.executable, sp.argv) for sp in specs)), name, link)
+
+
+def statuses(port: Port, timeout: float | None = None) -> list[int]:
+    """Each stage's exit status (a negative number: killed by that signal), once
+    the pipeline ``port`` has ended; waits for it up to ``timeout`` seconds."""
+    if not isinstance(port, Port):
+        raise TypeError(f"statuses({port!r}): not a port; pass the port pipeline() returned")
+    _, (_, found) = api.receive((port, ("statuses", ANY)), timeout)
+    current("statuses()").post((port, ("statuses", found)))  # still there for whoever asks again
+    return list(found)
 
 
 def close(port: Port) -> None:

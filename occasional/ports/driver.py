@@ -43,12 +43,13 @@ from typing import Any, NoReturn
 
 from ..core import api, context
 from ..core.pid import Pid, Port, Ref
-from ..core.reaping import kill_children
 from ..core.reasons import reason_from_returncode
 from ..sck.frame import FrameError
 from .framing import Framer, encoder, frame_out
+from .lifetime import die_with_the_runtime, end, kill_everything_started
 from .logfile import LogFile, LogWriter
 from .protocol import CLOSE, STARTED
+from .stages import start_stages, statuses
 from .terminal import RESIZE, RESIZED, eof_char, open_terminal, set_size, take_as_controlling_terminal
 
 log = logging.getLogger("occasional.ports")
@@ -76,6 +77,8 @@ class PortSpec:
     stderr: str | LogFile
     max_frame: int
     pty: bool = False  # stdin, stdout and stderr are a new pseudo-terminal (API.md section 13)
+    # A pipeline's stages, first to last, each (executable, argv); argv is the last one's.
+    stages: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class _Output:
@@ -150,16 +153,27 @@ class _Driver:
         self.stdin_watching = False
         self.closing_stdin = False
         self.pidfd = -1
+        self.first: list[subprocess.Popen[bytes]] = []  # a pipeline's stages before the last
+        self.stage_statuses: list[int | None] = []
         self.status: int | None = None
         self.ending: tuple[str, Any] | None = None  # a reason that overrides the status
         self.owner_ref: Ref | None = None
         self.encoders: dict[str, Callable[[bytes], bytes]] = {}
+
+    @property
+    def pgid(self) -> int:
+        """The executable's process group: a pipeline's first stage's."""
+        assert self.proc is not None
+        return self.first[0].pid if self.first else self.proc.pid
 
     # -- start ---------------------------------------------------------------------
 
     def start(self) -> None:
         if self.spec.pty:
             self._start_on_terminal()
+        elif self.spec.stages:
+            self.first = start_stages(self.spec)
+            self._start_on_pipes()
         else:
             self._start_on_pipes()
         assert self.proc is not None
@@ -177,20 +191,24 @@ class _Driver:
             err = None
         else:
             err = subprocess.PIPE
+        before = self.first
         self.proc = subprocess.Popen(
             list(spec.argv),
             executable=spec.executable,
-            stdin=subprocess.PIPE,
+            stdin=subprocess.PIPE if not before else before[-1].stdout,
             stdout=out,
             stderr=err,
             cwd=spec.cwd,
             env=spec.env,
-            process_group=0,
+            process_group=before[0].pid if before else 0,
             bufsize=0,
         )
-        assert self.proc.stdin is not None
-        self.stdin_pipe = self.proc.stdin
-        self.stdin_fd = self.proc.stdin.fileno()
+        stdin = before[0].stdin if before else self.proc.stdin
+        if before and before[-1].stdout is not None:
+            before[-1].stdout.close()  # the last stage holds it now: its EOF is the stage before's end
+        assert stdin is not None
+        self.stdin_pipe = stdin
+        self.stdin_fd = stdin.fileno()
         os.set_blocking(self.stdin_fd, False)
         if self.proc.stdout is not None:
             self.outputs.append(_Output(self, self.proc.stdout, "data", spec.stdout))
@@ -342,7 +360,7 @@ class _Driver:
         """Send ``sig`` to the executable's process group, while it has not ended."""
         if self.proc is not None and self.status is None:
             try:
-                os.killpg(self.proc.pid, sig)
+                os.killpg(self.pgid, sig)
             except OSError:
                 pass
 
@@ -405,12 +423,15 @@ class _Driver:
             self.on_message(msg)
             if any(o.paused for o in self.outputs):
                 self._resume_outputs()
+        if self.first:
+            assert self.status is not None
+            self.stage_statuses = statuses(self.first, self.status)
         # What the executable wrote before it ended is still in the pipes.
         for o in self.outputs:
             if o.paused:
                 o.paused = False
             o.drain()
-        _kill_everything_started(self.proc.pid if self.proc else 0)
+        kill_everything_started(self.pgid if self.proc else 0)
         for o in self.outputs:
             o.drain()
             o.close()
@@ -435,24 +456,13 @@ class _Driver:
         return ("ok", None) if status == 0 else reason_from_returncode(status)
 
 
-def _kill_everything_started(pgid: int) -> None:
-    """Kill the executable's process group and every process the driver
-    adopted as subreaper (a double fork that left the group), then reap them."""
-    if pgid > 0:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-    kill_children(timeout=2.0)
-
-
 def run(spec: PortSpec, owner: Pid, token: Ref) -> NoReturn:
     """The port process's function (see the module docstring)."""
     import prctl
 
     prctl.set_child_subreaper(1)
     driver = _Driver(spec, owner)
-    _die_with_the_runtime(driver)
+    die_with_the_runtime(driver)
     ctx = driver.ctx
     try:
         driver.start()  # first: a restart waits for this, not for central
@@ -460,7 +470,7 @@ def run(spec: PortSpec, owner: Pid, token: Ref) -> NoReturn:
         # The executable could not start: the caller of open_port raises this,
         # and the port ends normally, so nothing linked to it dies.
         api.send(owner, (STARTED, token, e))
-        _end(ctx, ("ok", None))
+        end(ctx, ("ok", None))
     api.send(owner, (STARTED, token, None))
     api.trap_exits(True)
     driver.owner_ref = api.monitor(owner)  # an owner already gone: DOWN noproc, handled as its end
@@ -469,43 +479,12 @@ def run(spec: PortSpec, owner: Pid, token: Ref) -> NoReturn:
         driver.loop()
         assert driver.proc is not None
         status = driver.proc.returncode
+        if driver.first:
+            api.send(owner, (driver.me, ("statuses", driver.stage_statuses)))
         api.send(owner, (driver.me, ("exit_status", status)))
         reason = driver.reason()
     except BaseException as e:
         driver._signal_executable(signal.SIGKILL)
-        _kill_everything_started(driver.proc.pid if driver.proc else 0)
+        kill_everything_started(driver.pgid if driver.proc else 0)
         reason = ("error", e)
-    _end(ctx, reason)
-
-
-def _die_with_the_runtime(driver: _Driver) -> None:
-    """When the forkserver dies (the runtime is ending, perhaps all of it
-    SIGKILLed at once), kill what the executable started before dying.
-
-    With SIGKILL as the parent-death signal, as every other process has,
-    the driver would die first and whatever it had adopted (a double-forked
-    daemon) would be reparented past a central that is gone too, and
-    escape. SIGTERM is caught instead: the driver kills the executable's
-    group and every adopted process while they are still its children.
-    """
-    import prctl
-
-    parent = os.getppid()
-
-    def on_term(signum: int, frame: Any) -> None:
-        _kill_everything_started(driver.proc.pid if driver.proc else 0)
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    prctl.set_pdeathsig(signal.SIGTERM)
-    if os.getppid() != parent:  # it died before the signal was set
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _end(ctx: context.Context, reason: tuple[str, Any]) -> NoReturn:
-    try:
-        ctx.flush_all()
-        ctx.exit(reason)
-    finally:
-        os._exit(0)
+    end(ctx, reason)
