@@ -327,6 +327,7 @@ def _frames() -> Any:
         "events": st.lists(event, max_size=3),
         "wake_at": st.floats() | st.integers(-(2**63), 2**64 - 1),
         "resume": st.booleans(),
+        "sock_id": st.lists(st.integers(0, 50), min_size=2, max_size=2),
     }
     ops = st.sampled_from(sorted(P.REQUESTS))
 
