@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import occasional as occ
+from occasional.dist.config import sweep
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -223,6 +224,7 @@ class Node:
         self.proc.wait()
         left = wait_until_gone(tree, timeout=5)
         reap_orphans(tree)
+        sweep()  # its directory, which a SIGKILLed runtime cannot remove
         assert left == [], f"node {self.name} left {left}"
 
 

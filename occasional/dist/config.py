@@ -65,7 +65,7 @@ def before_fork(options: dict[str, Any]) -> None:
     if node is None:
         return
     NODE = node
-    _sweep()
+    sweep()
     # 0700: only this user reaches the socket. Named by central's pid, so the
     # next node to start removes it if this runtime is SIGKILLed.
     DIRECTORY = tempfile.mkdtemp(prefix=f"occasional-node-{os.getpid()}-")
@@ -74,9 +74,10 @@ def before_fork(options: dict[str, Any]) -> None:
     set_this_node(node)
 
 
-def _sweep() -> None:
+def sweep() -> None:
     """Remove the directories of nodes whose central services are gone (a
-    runtime SIGKILLed cannot remove its own)."""
+    runtime SIGKILLed cannot remove its own): the next node to start does,
+    and so does a test that killed one."""
     import shutil
 
     base = tempfile.gettempdir()
