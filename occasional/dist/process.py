@@ -32,6 +32,10 @@ class Remote(RemoteOps):
     """The verbs of core on a RemotePid, for the calling process."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        """Nothing of another process (or an earlier runtime) carries over."""
         self.ctx: Context | None = None
         self.replies: dict[int, Any] = {}
         self.next_req = 0
@@ -54,7 +58,7 @@ class Remote(RemoteOps):
                 f"{call}: this runtime is not a node, so it cannot reach other nodes; "
                 'start it with node="name@host" (API.md section 11)'
             )
-        self.__init__()  # type: ignore[misc]  # a new process (or a new runtime): nothing carries over
+        self._reset()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         path, token = where
         try:
@@ -263,8 +267,8 @@ class Remote(RemoteOps):
             raise ValueError(f"register_global({name!r}, {pid!r}): that process has ended")
 
     def whereis_global(self, name: str) -> Pid | None:
-        found = self._request("whereis_global()", "whereis_global", Atom(name))
-        return None if found is None else found
+        found: Pid | None = self._request("whereis_global()", "whereis_global", Atom(name))
+        return found
 
     def unregister_global(self, name: str) -> None:
         self._request("unregister_global()", "unregister_global", Atom(name))
