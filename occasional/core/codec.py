@@ -204,6 +204,23 @@ def _dump_exception(exc: BaseException) -> bytes:
         return _dill_dumps(stand_in)
 
 
+# Pids and ports decoded, by their encoding: a process hears from the same few
+# again and again, and they are immutable (issue 15: making one was a tenth of
+# a port owner's time per message). Emptied when full.
+_ADDRESSES: dict[tuple[int, bytes], Pid] = {}
+_ADDRESSES_MAX = 4096
+
+
+def _address(code: int, data: bytes) -> Pid:
+    key = (code, data)
+    address = _ADDRESSES.get(key)
+    if address is None:
+        if len(_ADDRESSES) >= _ADDRESSES_MAX:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[key] = (_make_pid if code == EXT_PID else _make_port)(*_unpack_pair(data))
+    return address
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_TUPLE:
         return tuple(_unpack(data))
@@ -211,13 +228,13 @@ def _ext_hook(code: int, data: bytes) -> Any:
         if _origin is not None:  # a pid of the node the message came from
             pid_id, os_pid = _unpack_pair(data)
             return _make_remote_address(_origin, pid_id, os_pid, None)
-        return _make_pid(*_unpack_pair(data))
+        return _address(code, data)
     if code == EXT_REF:
         return _make_ref(*_unpack_pair(data))
     if code == EXT_REMOTE_PID:
         return _make_remote_address(*_unpack(data))
     if code == EXT_PORT:
-        return _make_port(*_unpack_pair(data))
+        return _address(code, data)
     if code == EXT_SET:
         return set(_unpack(data))
     if code == EXT_FROZENSET:

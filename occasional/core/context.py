@@ -35,6 +35,7 @@ _pack_frame = HEADER.pack
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
 _now = time.monotonic
+_clock = time.perf_counter
 _ERRORS: dict[str, Callable[..., BaseException]] = {
     "NameTaken": NameTaken,
     "NoProcess": NoProcess,
@@ -73,6 +74,28 @@ def reason_from_wire(wire: list[Any], origin: str | None = None) -> tuple[str, A
 # Handlers of control frames that extensions send through central to a
 # process (op code -> handler(ctx, frame)): occasional.dist's wake-ups.
 EXTENSION_FRAMES: dict[int, Callable[[Context, list[Any]], None]] = {}
+
+
+def busy_wait_from(environ: dict[str, str] | os._Environ[str]) -> float:
+    """Seconds a waiting process busy-waits before it sleeps: ``OCC_BUSY_WAIT_US``
+    (microseconds, 0 turns it off), else 50 µs."""
+    text = environ.get("OCC_BUSY_WAIT_US")
+    if text is None:
+        return 50e-6
+    try:
+        us = int(text)
+    except ValueError:
+        us = -1
+    if not 0 <= us <= 1_000_000:
+        raise ValueError(
+            f"OCC_BUSY_WAIT_US={text!r} is not a number of microseconds from 0 to 1000000; "
+            "set it to, say, 50, or to 0 to let a waiting process sleep at once"
+        )
+    return us / 1e6
+
+
+# Seconds a process that waits in receive busy-waits before it sleeps (see Context.pump).
+BUSY_WAIT = busy_wait_from(os.environ)
 
 
 class Context(PeerSockets):
@@ -130,6 +153,8 @@ class Context(PeerSockets):
         # fd -> handler(events), run inside pump (see watch_fd).
         self._fd_handlers: dict[int, Callable[[int], None]] = {}
         self.spawn_meta: dict[str, Any] | None = None
+        self._spin_misses = 0  # busy-waits in a row that nothing answered (see pump)
+        self._spin_skip = 0  # waits left to sleep through at once before the next busy-wait
 
     # -- central ---------------------------------------------------------------
 
@@ -278,8 +303,37 @@ class Context(PeerSockets):
     # -- waiting -----------------------------------------------------------------
 
     def pump(self, timeout: float | None) -> None:
-        """Wait up to ``timeout`` seconds for anything to happen, and handle it."""
-        events = self._ep.poll(-1 if timeout is None else timeout)
+        """Wait up to ``timeout`` seconds for anything to happen, and handle it.
+
+        Before it sleeps in epoll it busy-waits for up to ``BUSY_WAIT``
+        seconds, yielding the CPU between looks, as the BEAM's schedulers do:
+        an answer that comes within that time costs no wake-up of a sleeping
+        CPU, which on a VM is most of a round trip (bench/RESULTS.md, issue 15).
+        A process whose busy-waits go unanswered stops trying for a while
+        (1, 3, 7 ... up to 63 waits), so one with sparse traffic sleeps at once.
+        """
+        poll = self._ep.poll
+        events = poll(0)
+        if not events and timeout != 0:
+            if self._spin_skip or BUSY_WAIT <= 0:
+                self._spin_skip -= self._spin_skip > 0
+                events = poll(-1 if timeout is None else timeout)
+            else:
+                start = _clock()
+                end = start + (BUSY_WAIT if timeout is None else min(BUSY_WAIT, timeout))
+                while True:
+                    events = poll(0)
+                    if events:
+                        self._spin_misses = 0
+                        break
+                    now = _clock()
+                    if now >= end:
+                        misses = self._spin_misses = min(self._spin_misses + 1, 6)
+                        self._spin_skip = (1 << misses) - 1
+                        if timeout is not None:
+                            timeout -= now - start
+                        events = poll(-1 if timeout is None else max(timeout, 0))
+                        break
         for fd, ev in events:
             if fd == self._central_fd:
                 self._read_central()
