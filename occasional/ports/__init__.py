@@ -4,7 +4,9 @@
 and returns a :class:`occasional.Port`, a process like any other: it can be
 linked, monitored, registered, sent to by name and supervised. Its stdout
 arrives to the owner as ``(port, ("data", frame))`` messages, framed by
-lines, 4-byte length packets or raw chunks; ``send(port, data)`` writes a
+lines, 4-byte length packets or raw chunks, or with ``framing="lines"`` as
+``(port, ("lines", [line, ...]))``, every line of one read in one message;
+``send(port, data)`` writes a
 frame to its stdin; ``close(port)`` closes the stdin; ``(port,
 ("exit_status", n))`` is the last message.
 
@@ -41,7 +43,8 @@ from .protocol import CLOSE, STARTED
 
 __all__ = ["open_port", "pipeline", "statuses", "close", "resize", "expect", "LogFile", "FrameError"]
 
-FRAMINGS = ("line", "packet", "raw")
+# "lines": framed as "line", delivered a read's lines per message (issue 15).
+FRAMINGS = ("line", "lines", "packet", "raw")
 STDOUTS = ("message", "inherit")
 STDERRS = ("inherit", "stdout", "message")
 DEFAULT_MAX_FRAME = 64 << 20
@@ -136,7 +139,8 @@ def _check_spec(
     if framing is None:
         framing = "raw" if pty else "line"
     if framing not in FRAMINGS:
-        raise ValueError(f"open_port: framing={framing!r} is not a framing; use 'line', 'packet' or 'raw'")
+        choices = ", ".join(repr(f) for f in FRAMINGS)
+        raise ValueError(f"open_port: framing={framing!r} is not a framing; use one of {choices}")
     if cwd is not None:
         if isinstance(cwd, os.PathLike):
             cwd = os.fspath(cwd)
@@ -182,7 +186,11 @@ def open_port(
     """Run ``argv`` as a port owned by the caller; returns once it runs.
 
     ``framing``: ``"line"`` (the default without a pty: a frame per line, newline stripped; ``send``
-    appends one), ``"packet"`` (4-byte big-endian length), ``"raw"`` (chunks
+    appends one), ``"lines"`` (framed as ``"line"``, but every whole line of
+    one read of stdout comes in one message ``(port, ("lines", [line, ...]))``,
+    in order: one message per read instead of per line, for high line rates,
+    where the owner's cost per message is the limit; stderr's lines still come
+    one ``("stderr", line)`` each), ``"packet"`` (4-byte big-endian length), ``"raw"`` (chunks
     as read, split to at most ``max_frame`` bytes; the default with
     ``pty=True``, since prompts end without a newline). A line or packet over
     ``max_frame`` bytes (default 64 MiB, at most 1 GiB - 1 KiB) ends the

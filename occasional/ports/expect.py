@@ -2,7 +2,8 @@
 (API.md section 13, issue 14).
 
 It runs in the owner, the process the port's output goes to: it takes that
-port's ``(port, ("data", frame))`` messages out of the mailbox (every other
+port's ``(port, ("data", frame))`` messages (``("lines", [line, ...])`` with
+``framing="lines"``) out of the mailbox (every other
 message stays, in order) into a buffer this process keeps for the port,
 until the pattern matches; the buffer then keeps what follows the match, for
 the next ``expect``.
@@ -21,7 +22,7 @@ from ..core.pid import Port
 
 # What came and no match consumed yet, per port (by id), in this process.
 _buffers: dict[int, bytes] = {}
-# Ports this process opened with framing="line" on a pty: their frames get
+# Ports this process opened with framing="line" or "lines" on a pty: their frames get
 # back the newline the framing took off, so that patterns see the output as
 # written. Others are joined as they come (framing="raw", the pty default).
 _line_ports: set[int] = set()
@@ -31,7 +32,7 @@ LAST_SHOWN = 200  # bytes of output an error shows
 
 def opened(port: Port, framing: str) -> None:
     """open_port tells of a pty port it opened in this process."""
-    if framing == "line":
+    if framing in ("line", "lines"):
         _line_ports.add(port.id)
 
 
@@ -127,7 +128,7 @@ def _wait_for_match(
             and msg[0] == port
             and type(msg[1]) is tuple
             and len(msg[1]) == 2
-            and msg[1][0] in ("data", "exit_status")
+            and msg[1][0] in ("data", "lines", "exit_status")
         ):
             return True
         if type(msg) is tuple and len(msg) == 4 and msg[0] == "DOWN" and msg[1] == ref:
@@ -152,7 +153,11 @@ def _wait_for_match(
                 ctx.mailbox.insert(skipped, msg)  # it stays for the owner, where it was
                 end = f"the port's output ended (exit status {msg[1][1]!r})"
             else:
-                buf += msg[1][1] + newline
+                tag, out = msg[1]
+                if tag == "lines":
+                    buf += b"".join([line + b"\n" for line in out])
+                else:
+                    buf += out + newline
                 found = _search(regex, buf)
                 if found is not None:
                     buf = buf[found[1] :]  # kept, by the finally below

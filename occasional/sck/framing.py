@@ -1,12 +1,15 @@
 """Framings of a byte stream, shared by ports (a pipe or a pty) and sockets
 (occasional.net): ``raw``, ``line`` and ``packet`` (a 4-byte big-endian
-length), one implementation for both (issue 14)."""
+length), one implementation for both (issue 14). Ports also take ``lines``,
+framed as ``line``: only its delivery differs (all the lines of one read in
+one message, issue 15; occasional/ports/driver.py)."""
 
 from __future__ import annotations
 
 from .frame import Decoder, FrameError
 
 FRAMINGS = ("raw", "line", "packet")
+LINE_FRAMINGS = ("line", "lines")  # split at newlines; send appends one
 
 
 class Framer:
@@ -25,7 +28,7 @@ class Framer:
         self.framing = framing
         self.max_frame = max_frame
         self.error: FrameError | None = None
-        self.line = bytearray()  # the unfinished line (line framing)
+        self.line = bytearray()  # the unfinished line (line and lines framings)
         self.packets = Decoder(max_frame) if framing == "packet" else None
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -103,7 +106,7 @@ class Framer:
 
 
 def frame_out(framing: str, data: bytes) -> bytes:
-    if framing == "line":
+    if framing in LINE_FRAMINGS:
         return data + b"\n"
     if framing == "packet":
         return len(data).to_bytes(4, "big") + data
