@@ -144,11 +144,13 @@ def thespian_samples(batches: int, batch: int, warm: int) -> list[float] | str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--batches", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--warm", type=int, default=500)
-    ap.add_argument("--ref-batch", type=int, default=1000, help="round trips per batch for Pykka and Thespian")
+    ap.add_argument("--rounds", type=int, default=_bench.sized(5, 2))
+    ap.add_argument("--batches", type=int, default=_bench.sized(5, 3))
+    ap.add_argument("--batch", type=int, default=_bench.sized(1000, 500))
+    ap.add_argument("--warm", type=int, default=_bench.sized(500, 200))
+    ap.add_argument(
+        "--ref-batch", type=int, default=_bench.sized(1000, 300), help="round trips per batch for Pykka and Thespian"
+    )
     args = ap.parse_args()
     _bench.header("occ.call round trip to a Server vs core ping-pong")
     placements: dict[str, tuple[int, int] | None] = {"different CPUs": SPLIT, "one CPU": SHARED, "unpinned": None}

@@ -99,7 +99,7 @@ def beam_kill(rounds: int) -> list[float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=_bench.sized(7, 3))
     args = ap.parse_args()
     _bench.header("SIGKILL of a node's whole runtime -> noconnection DOWN on the other node")
     print(f"{args.rounds} rounds, each with a new victim node; times from time.time() just before the first SIGKILL")

@@ -54,11 +54,11 @@ def within_noise(ratios: list[float]) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=_bench.sized(5, 2))
     ap.add_argument("--batches", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=5000)
+    ap.add_argument("--batch", type=int, default=_bench.sized(5000, 2000))
     ap.add_argument("--warm", type=int, default=1000)
-    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--n", type=int, default=_bench.sized(100_000, 30_000))
     args = ap.parse_args()
     _bench.header("local ping-pong and one-way, node= on vs off")
     print(

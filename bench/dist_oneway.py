@@ -48,9 +48,11 @@ def occ_round(peer_node: str, n: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--n-small", type=int, default=10_000, help="N of the diagnostic row (0: none)")
+    ap.add_argument("--n", type=int, default=_bench.sized(100_000, 30_000))
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 2))
+    ap.add_argument(
+        "--n-small", type=int, default=_bench.sized(10_000, 5_000), help="N of the diagnostic row (0: none)"
+    )
     args = ap.parse_args()
     n = args.n
     _bench.header("one-way small messages across two nodes on one machine")

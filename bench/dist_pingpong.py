@@ -92,9 +92,9 @@ def measure(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--batches", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=_bench.sized(7, 3))
+    ap.add_argument("--batches", type=int, default=_bench.sized(3, 2))
+    ap.add_argument("--batch", type=int, default=_bench.sized(2000, 1000))
     ap.add_argument("--warm", type=int, default=500)
     ap.add_argument("--no-one-cpu", dest="one_cpu", action="store_false", help="skip the pinned diagnostic")
     args = ap.parse_args()

@@ -72,10 +72,14 @@ def dbos_round(pg: Any, n: int) -> dict[str, list[float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--n", type=int, default=10, help="kills of the durable process per round")
-    ap.add_argument("--whole", type=int, default=2, help="kills of a whole occasional runtime per round (0: none)")
-    ap.add_argument("--dbos", type=int, default=2, help="kills of a DBOS interpreter per round (0: none)")
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 2))
+    ap.add_argument("--n", type=int, default=_bench.sized(10, 5), help="kills of the durable process per round")
+    ap.add_argument(
+        "--whole", type=int, default=_bench.sized(2, 1), help="kills of a whole occasional runtime per round (0: none)"
+    )
+    ap.add_argument(
+        "--dbos", type=int, default=_bench.sized(2, 1), help="kills of a DBOS interpreter per round (0: none)"
+    )
     args = ap.parse_args()
     _bench.header(f"durable restart on a PostgreSQL journal: SIGKILL -> live again, {dr.EVENTS}-event journal")
     print(

@@ -56,8 +56,8 @@ def raw_round(pg: Any, n: int, batch: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--n", type=int, default=4000, help="messages per round and side")
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 2))
+    ap.add_argument("--n", type=int, default=_bench.sized(4000, 1000), help="messages per round and side")
     ap.add_argument("--no-process", action="store_true", help='leave out "process" (information only)')
     ap.add_argument("--no-sqlite", action="store_true", help="leave out SQLite (information only)")
     args = ap.parse_args()

@@ -243,7 +243,7 @@ def takeover_round(pg: Any, how: str, lease: float, workers: int, steps: int) ->
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=4, help="rounds per way of losing node 1")
+    ap.add_argument("--rounds", type=int, default=_bench.sized(4, 2), help="rounds per way of losing node 1")
     ap.add_argument("--how", default="kill,stop", help="kill (SIGKILL), stop (SIGSTOP), or both")
     ap.add_argument("--lease", type=float, default=2.0, help="lease= of both nodes, seconds")
     ap.add_argument("--workers", type=int, default=10, help="durable processes on the node that is lost")

@@ -104,8 +104,8 @@ def occ_round(mode: str, senders: int, n: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--n", type=int, default=4000, help="messages per round and side")
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 2))
+    ap.add_argument("--n", type=int, default=_bench.sized(4000, 1000), help="messages per round and side")
     args = ap.parse_args()
     _bench.header("durable send: committed messages per second into a durable process")
     print(

@@ -140,8 +140,11 @@ def dbos_available() -> str | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--n", type=int, default=300, help="single steps per round (and n/10 blocks of 10)")
+    # Quick: one round; most of a round is DBOS's interpreters starting.
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 1))
+    ap.add_argument(
+        "--n", type=int, default=_bench.sized(300, 100), help="single steps per round (and n/10 blocks of 10)"
+    )
     args = ap.parse_args()
     _bench.header("durable.step of a trivial function, inside a running durable process")
     print(

@@ -190,8 +190,8 @@ def occ_main(n: int, block: int) -> dict[str, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--block", type=int, default=100)
+    ap.add_argument("--n", type=int, default=_bench.sized(2000, 500))
+    ap.add_argument("--block", type=int, default=_bench.sized(100, 50))
     args = ap.parse_args()
     n, block = args.n, args.block
     _bench.header(f"{n:,} processes alive at once")

@@ -123,8 +123,8 @@ def occasional_round(seconds: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 2))
+    ap.add_argument("--seconds", type=float, default=_bench.sized(3.0, 1.0))
     args = ap.parse_args()
     _bench.header(f"TCP echo, {CLIENTS} concurrent clients, small messages")
     peers, ours, ratios = [], [], []

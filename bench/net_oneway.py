@@ -78,8 +78,8 @@ def occasional_round(mb: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 2))
+    ap.add_argument("--mb", type=int, default=_bench.sized(200, 50))
     args = ap.parse_args()
     _bench.header(f"one connection, one-way, raw framing, {args.mb} MB in 64 KiB writes")
     peers, ours, ratios = [], [], []

@@ -20,8 +20,9 @@ Both builds of the service are measured: the C program (its start costs well
 under a millisecond, so the ratio is the supervisor's own cost) and the
 ``python -S`` script (what a small service script costs to start).
 
-Target (issue 5): occasional <= 1.2x the raw fork+exec loop. Rounds alternate
-the sides; the ratio is the median of the rounds' ratios.
+Target (issue 15): occasional <= 1.5x the raw fork+exec loop for the C
+program, <= 1.1x for python -S. Rounds alternate the sides; the ratio is the
+median of the rounds' ratios.
 
 Run: .venv/bin/python bench/port_restart.py [--rounds 4] [--n 40] [--ext-n 3] [--ext-rounds 2] [--service c,py]
 """
@@ -42,7 +43,8 @@ import _bench
 import _native
 from _native import EXT_LABEL, EXT_PERIOD, Listener
 
-TARGET_RATIO = 1.2
+# Issue 15: a native service restarts within 1.5x a raw fork+exec loop, a python -S one within 1.1x.
+TARGET_RATIO = {"c": 1.5, "py": 1.1}
 SOCK = "{sock}"  # stands for the Listener's path in an argv template
 
 
@@ -122,11 +124,13 @@ def ext_round(name: str, template: list[str], n: int, warm: int) -> list[tuple[f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--n", type=int, default=40, help="kills per round for raw and occasional")
-    ap.add_argument("--warm", type=int, default=5)
-    ap.add_argument("--ext-n", type=int, default=3, help="kills per round for supervisord and circus")
-    ap.add_argument("--ext-rounds", type=int, default=2, help="rounds that also run supervisord and circus")
+    ap.add_argument("--rounds", type=int, default=_bench.sized(4, 2))
+    ap.add_argument("--n", type=int, default=_bench.sized(40, 15), help="kills per round for raw and occasional")
+    ap.add_argument("--warm", type=int, default=_bench.sized(5, 3))
+    ap.add_argument("--ext-n", type=int, default=_bench.sized(3, 2), help="kills per round for supervisord and circus")
+    ap.add_argument(
+        "--ext-rounds", type=int, default=_bench.sized(2, 1), help="rounds that also run supervisord and circus"
+    )
     ap.add_argument("--service", default="c,py", help="which builds of the service: c, py or both")
     args = ap.parse_args()
     kinds = [k for k in args.service.split(",") if k]
@@ -215,17 +219,18 @@ def main() -> None:
         base = _bench.median(xs)
         rows.append(row("raw", k, f"raw fork+exec loop, {label} (baseline)", "-", "-", "-"))
         figure = f"port restart: SIGKILL -> new pid answers ({label})"
+        target = TARGET_RATIO[k]
         o = samples[("occ", k)]
         if o:
             ratio = _bench.median(ratios[k])
-            met = ratio <= TARGET_RATIO
+            met = ratio <= target
             rows.append(
                 row(
                     "occ",
                     k,
                     f"occasional Supervisor + port, {label}",
                     f"{ratio:.2f}x",
-                    f"<= {TARGET_RATIO}x",
+                    f"<= {target}x",
                     _bench.verdict(met),
                 )
             )
@@ -235,19 +240,19 @@ def main() -> None:
                     "measured": f"{_bench.median(o) * 1e3:.2f} ms",
                     "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)",
                     "ratio": round(ratio, 2),
-                    "target": f"<= {TARGET_RATIO}x raw",
+                    "target": f"<= {target}x raw",
                     "met": met,
                 }
             )
         else:
-            rows.append(row("occ", k, f"occasional Supervisor + port, {label}", "-", f"<= {TARGET_RATIO}x", "-"))
+            rows.append(row("occ", k, f"occasional Supervisor + port, {label}", "-", f"<= {target}x", "-"))
             out.append(
                 {
                     "figure": figure,
                     "measured": why[("occ", k)],
                     "baseline": f"{base * 1e3:.2f} ms (raw fork+exec loop)",
                     "ratio": None,
-                    "target": f"<= {TARGET_RATIO}x raw",
+                    "target": f"<= {target}x raw",
                     "met": False,
                 }
             )

@@ -58,8 +58,8 @@ def pexpect_round(n: int) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 2))
+    ap.add_argument("--n", type=int, default=_bench.sized(300, 100))
     args = ap.parse_args()
     _bench.header(f"expect round trip to python3 -i on a pty, {args.n} per round")
     ours, peers = [], []

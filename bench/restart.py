@@ -259,11 +259,13 @@ def ext_round(name: str, n: int, warm: int, timeout: float = 15.0) -> list[float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--n", type=int, default=40, help="kills per round for raw and occasional")
-    ap.add_argument("--warm", type=int, default=5)
-    ap.add_argument("--ext-n", type=int, default=4, help="kills per round for supervisord and circus")
-    ap.add_argument("--ext-rounds", type=int, default=2, help="rounds that also run supervisord and circus")
+    ap.add_argument("--rounds", type=int, default=_bench.sized(4, 2))
+    ap.add_argument("--n", type=int, default=_bench.sized(40, 15), help="kills per round for raw and occasional")
+    ap.add_argument("--warm", type=int, default=_bench.sized(5, 3))
+    ap.add_argument("--ext-n", type=int, default=_bench.sized(4, 2), help="kills per round for supervisord and circus")
+    ap.add_argument(
+        "--ext-rounds", type=int, default=_bench.sized(2, 1), help="rounds that also run supervisord and circus"
+    )
     args = ap.parse_args()
     _bench.header("supervisor restart: SIGKILL -> the new child answers")
     print(

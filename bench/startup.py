@@ -66,7 +66,7 @@ def sample(argv: list[str]) -> tuple[float, list[float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=15)
+    ap.add_argument("--n", type=int, default=_bench.sized(15, 5))
     args = ap.parse_args()
     _bench.header("start-up of a runtime, fresh interpreter per sample")
     py = sys.executable

@@ -122,8 +122,8 @@ def one_round(side: str, template: list[str], count: int) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--services", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=_bench.sized(3, 1))
+    ap.add_argument("--services", type=int, default=_bench.sized(50, 20))
     ap.add_argument("--service", default="c,py", help="which builds of the service: c, py or both")
     args = ap.parse_args()
     kinds = [k for k in args.service.split(",") if k]
