@@ -39,6 +39,7 @@ from . import (  # public subpackages: occasional.durable (API.md section 7), oc
 )
 from .behaviours.server import Server as Server, call as call, cast as cast, noreply as noreply, reply as reply
 from .behaviours.supervisor import Supervisor as Supervisor, TooManyRestarts as TooManyRestarts
+from .core import forkserver as _forkserver
 from .core.api import (
     demonitor as demonitor,
     kill as kill,
@@ -76,6 +77,10 @@ from .dist import (  # nodes on Erlang's distribution (API.md section 11)
 )
 
 _logging.getLogger("occasional").addHandler(_logging.NullHandler())
+
+# Every port process runs the port driver: the forkserver imports it once, for
+# all of them to share, instead of each importing it after its fork (issue 15).
+_forkserver.PRELOAD.append("occasional.ports.driver")
 
 __all__ = [
     "run", "start", "stop", "runtime",

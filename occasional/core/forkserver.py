@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import importlib
 import os
 import select
 import signal
@@ -32,6 +33,13 @@ def _send(sock: socket.socket, frame: list[Any]) -> None:
     sock.sendall(HEADER.pack(len(payload)) + payload)
 
 
+# Modules an upper layer wants every process to share: the forkserver imports
+# them before its warm-up and first fork, so a process that needs one does not
+# import it after its fork (issue 15: a port's driver took 25-35 ms to import
+# in every port process, most of a port restart). The facade fills it.
+PRELOAD: list[str] = []
+
+
 def serve(sock: socket.socket, parent: int) -> NoReturn:
     """Serve fork requests from central until it closes the socket."""
     import prctl
@@ -47,6 +55,9 @@ def serve(sock: socket.socket, parent: int) -> NoReturn:
 
     # Preload what every user process needs, once, before any fork.
     from . import child, logs  # noqa: F401 (child: imported here for every child to share)
+
+    for name in PRELOAD:
+        importlib.import_module(name)
 
     logs.to_stderr()
 
