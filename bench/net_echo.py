@@ -62,8 +62,11 @@ def asyncio_server(port_file: str) -> None:
     import uvloop
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while line := await reader.readline():
-            writer.write(line)
+        try:
+            while line := await reader.readline():
+                writer.write(line)
+        except ConnectionResetError:
+            pass  # a client closed with echoes unread at the end of a round
 
     async def main() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
