@@ -30,11 +30,12 @@ LAYERS: dict[str, int] = {
     "durable": 3,
     "dist": 3,  # nodes: beside ports and durable, on core
     "net": 3,  # sockets owned by processes (issue 14)
-    "up": 4,
-    "": 5,  # occasional/__init__.py
-    "cli": 6,
-    "__main__": 7,  # python -m occasional: runs the cli
-    "testing": 6,
+    "http": 4,  # HTTP in and out of durable processes, on durable (issue 16)
+    "up": 5,
+    "": 6,  # occasional/__init__.py
+    "cli": 7,
+    "__main__": 8,  # python -m occasional: runs the cli
+    "testing": 7,
 }
 
 
