@@ -305,35 +305,22 @@ class Context(PeerSockets):
     def pump(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds for anything to happen, and handle it.
 
-        Before it sleeps in epoll it busy-waits for up to ``BUSY_WAIT``
-        seconds, yielding the CPU between looks, as the BEAM's schedulers do:
-        an answer that comes within that time costs no wake-up of a sleeping
-        CPU, which on a VM is most of a round trip (bench/RESULTS.md, issue 15).
-        A process whose busy-waits go unanswered stops trying for a while
-        (1, 3, 7 ... up to 63 waits), so one with sparse traffic sleeps at once.
+        Before it sleeps in epoll it busy-waits (polls) for up to
+        ``BUSY_WAIT`` seconds, as the BEAM's schedulers do: an answer that
+        comes within that time costs no wake-up of a sleeping CPU, which on a
+        VM is most of a round trip (bench/RESULTS.md, issue 15). A process
+        whose busy-waits go unanswered stops trying for a while (1, 3, 7 ...
+        up to 63 waits), so one with sparse traffic sleeps at once.
         """
         poll = self._ep.poll
         events = poll(0)
         if not events and timeout != 0:
-            if self._spin_skip or BUSY_WAIT <= 0:
-                self._spin_skip -= self._spin_skip > 0
-                events = poll(-1 if timeout is None else timeout)
-            else:
-                start = _clock()
-                end = start + (BUSY_WAIT if timeout is None else min(BUSY_WAIT, timeout))
-                while True:
-                    events = poll(0)
-                    if events:
-                        self._spin_misses = 0
-                        break
-                    now = _clock()
-                    if now >= end:
-                        misses = self._spin_misses = min(self._spin_misses + 1, 6)
-                        self._spin_skip = (1 << misses) - 1
-                        if timeout is not None:
-                            timeout -= now - start
-                        events = poll(-1 if timeout is None else max(timeout, 0))
-                        break
+            if self._spin_skip:
+                self._spin_skip -= 1
+            elif BUSY_WAIT > 0:
+                events, timeout = self._busy_wait(timeout)
+            if not events:
+                events = poll(-1 if timeout is None else max(timeout, 0))
         for fd, ev in events:
             if fd == self._central_fd:
                 self._read_central()
@@ -348,6 +335,23 @@ class Context(PeerSockets):
                 self._flush(peer)
             if ev & ~_EPOLLOUT and peer.fd in self._peers_by_fd:
                 self._read_peer(peer)
+
+    def _busy_wait(self, timeout: float | None) -> tuple[list[tuple[int, int]], float | None]:
+        """Poll for up to BUSY_WAIT (at most ``timeout``) seconds: what came,
+        and what is left of ``timeout``. A miss makes the next waits sleep at once."""
+        poll = self._ep.poll
+        start = _clock()
+        end = start + (BUSY_WAIT if timeout is None else min(BUSY_WAIT, timeout))
+        while True:
+            events = poll(0)
+            if events:
+                self._spin_misses = 0
+                return events, timeout
+            now = _clock()
+            if now >= end:
+                misses = self._spin_misses = min(self._spin_misses + 1, 6)
+                self._spin_skip = (1 << misses) - 1
+                return events, None if timeout is None else timeout - (now - start)
 
     def watch_fd(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
         """Wait on ``fd`` for ``events`` (``select.EPOLL*``) along with the
