@@ -72,6 +72,27 @@ def _up(args: argparse.Namespace) -> int:
     return serve(plan)
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    from .core.runtime import runtime
+    from .http.gateway import DEFAULT_MAX_BODY, GatewayError, load_tokens, parse_listen, serve
+
+    try:
+        host, port = parse_listen(args.listen)
+        tokens = load_tokens(args.tokens)
+        if args.max_body is not None and args.max_body < 1:
+            raise GatewayError(f"--max-body {args.max_body} is not a number of bytes >= 1")
+    except GatewayError as e:
+        print(f"occasional gateway: {e}", file=sys.stderr)
+        return 2
+
+    def ready(url: str) -> None:
+        print(f"occasional gateway: listening on {url}", flush=True)
+
+    with runtime(journal=args.journal):
+        serve(host, port, tokens, args.max_body or DEFAULT_MAX_BODY, ready)
+    return 0
+
+
 def _ps(args: argparse.Namespace) -> int:
     import json
 
@@ -213,6 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     ps_p.add_argument("--json", action="store_true", help="print JSON, for scripts")
     ps_p.set_defaults(handler=_ps)
+    gw_p = commands.add_parser(
+        "gateway",
+        help="serve HTTP into the mailboxes of a journal's durable processes",
+        description="Start a runtime on JOURNAL (resuming its durable processes) and serve HTTP: "
+        "POST /processes/ID/messages delivers the JSON body to that durable process (202 once "
+        "committed); GET /processes/ID gives its state and result. Every request needs "
+        "Authorization: Bearer TOKEN, a token of OCC_GATEWAY_TOKEN or of --tokens FILE. Stops on "
+        "SIGTERM or Ctrl-C (exit 0); exit 2 when it cannot start as asked (API.md section 14).",
+    )
+    gw_p.add_argument("--journal", required=True, metavar="JOURNAL", help="a journal path or postgresql:// URL")
+    gw_p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080")
+    gw_p.add_argument("--tokens", metavar="FILE", help="the tokens requests may carry, one per line")
+    gw_p.add_argument("--max-body", type=int, metavar="BYTES", help="the largest body taken (default 1 MiB)")
+    gw_p.set_defaults(handler=_gateway)
     from .durable.cli import add_journal_command
 
     add_journal_command(commands)

@@ -353,6 +353,12 @@ class Context(PeerSockets):
                 self._spin_skip = (1 << misses) - 1
                 return events, None if timeout is None else timeout - (now - start)
 
+    def fileno(self) -> int:
+        """An fd that is readable whenever ``pump(0)`` has something to
+        handle: for a process that runs an event loop of its own (the HTTP
+        gateway, issue 16) to call ``pump(0)`` from it."""
+        return self._ep.fileno()
+
     def watch_fd(self, fd: int, events: int, handler: Callable[[int], None]) -> None:
         """Wait on ``fd`` for ``events`` (``select.EPOLL*``) along with the
         mailbox: whenever epoll reports it, ``pump`` (so ``receive``) runs

@@ -1,0 +1,210 @@
+"""The HTTP gateway into durable mailboxes (API.md section 14, issue 16).
+
+``serve`` runs in a process of the runtime (``occasional gateway`` runs it
+in its own interpreter, made a process with ``occ.runtime``): an aiohttp
+server on a uvloop event loop, beside the process's context, whose epoll fd
+the loop watches (``Context.fileno``) so that central's answers reach it.
+
+- ``POST /processes/{id}/messages``: the JSON body, decoded, is appended to
+  the mailbox of the durable process ``id``; ``202`` only once central's
+  journal writer committed it (a durable send's ack). Many requests are in
+  flight at once, so one commit carries many (the writer's group commit).
+- ``GET /processes/{id}``: ``{"id", "state": "running"}``, or ``"finished"``
+  with the ``reason`` and the ``result``.
+- Every request carries ``Authorization: Bearer TOKEN`` with a token of the
+  gateway's; without one, ``401``. Unknown ids ``404``, bad JSON ``400``, a
+  body over the limit ``413``: each with ``{"error": ...}`` naming the
+  problem, and nothing journaled.
+
+Not built yet (issue 16): ``Idempotency-Key``, signed webhook URLs,
+``POST /processes`` and ``@program``, the ``occasional up`` service kind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from ..core import codec
+from ..core.context import current, reason_from_wire
+from ..durable import protocol as D
+
+DEFAULT_MAX_BODY = 1 << 20  # bytes of one request's body
+TOKEN_ENV = "OCC_GATEWAY_TOKEN"
+
+
+class GatewayError(Exception):
+    """The gateway cannot start as asked (named in the message)."""
+
+
+def load_tokens(path: str | None) -> frozenset[str]:
+    """The tokens a request may carry: one per non-empty line of ``path``,
+    else ``OCC_GATEWAY_TOKEN``. Raises GatewayError when there are none."""
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                tokens = frozenset(line.strip() for line in f if line.strip())
+        except OSError as e:
+            raise GatewayError(f"cannot read the tokens file {path!r}: {e.strerror or e}") from None
+        if not tokens:
+            raise GatewayError(f"the tokens file {path!r} holds no token; write one per line")
+        return tokens
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise GatewayError(f"no token: set {TOKEN_ENV}, or pass --tokens FILE (one token per line)")
+    return frozenset({token})
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (port 0: any free one); raises GatewayError naming it."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise GatewayError(f"--listen {text!r} is not HOST:PORT, e.g. 127.0.0.1:8080 (port 0: any free port)")
+    return host.strip("[]"), int(port)
+
+
+class _Central:
+    """Requests to central from an asyncio loop: many in flight, each
+    answered through a future when the context has read its reply."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ctx = current("the gateway")
+        self.loop = loop
+        self.waiting: dict[int, asyncio.Future[tuple[bool, Any]]] = {}
+        loop.add_reader(self.ctx.fileno(), self._readable)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.ctx.fileno())
+
+    def ask(self, op: int, *args: Any) -> asyncio.Future[tuple[bool, Any]]:
+        fut: asyncio.Future[tuple[bool, Any]] = self.loop.create_future()
+        self.waiting[self.ctx.request(op, *args)] = fut
+        return fut
+
+    def cancel(self, op: int, req_of: asyncio.Future[tuple[bool, Any]]) -> None:
+        for req, fut in list(self.waiting.items()):
+            if fut is req_of:
+                del self.waiting[req]
+                self.ctx.tell([op, req])
+
+    def _readable(self) -> None:
+        ctx = self.ctx
+        ctx.pump(0)
+        for req in list(self.waiting):
+            answer = ctx.wait_reply(req, 0.0)  # a deadline passed: takes an answer read, waits for none
+            if answer is not None:
+                fut = self.waiting.pop(req)
+                if not fut.done():
+                    fut.set_result(answer)
+
+
+def _error(web: Any, status: int, message: str, **headers: str) -> Any:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
+    from aiohttp import web
+
+    async def authorized(request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        token = token.strip()
+        return any(hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Callable[[web.Request], Any]) -> Any:
+        if not await authorized(request):
+            return _error(
+                web, 401, "no valid bearer token: send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"}
+            )
+        return await handler(request)
+
+    async def deliver(request: web.Request) -> Any:
+        id = request.match_info["id"]
+        if request.content_length is not None and request.content_length > max_body:
+            return _error(web, 413, f"the body is {request.content_length} bytes, over the limit of {max_body}")
+        raw = await request.content.read(max_body + 1)
+        if len(raw) > max_body:
+            return _error(web, 413, f"the body is over the limit of {max_body} bytes")
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            return _error(web, 400, f"the body is not JSON: {e}")
+        ok, where = await central.ask(D.D_WHEREIS, id)
+        if not ok or where is None:
+            return _error(web, 404, f"no durable process {id!r} in this journal")
+        ok, answer = await central.ask(D.D_SEND, id, codec.dumps(value), None, 0, [])
+        if not ok:
+            return _error(web, 500, f"the journal did not take the message: {answer!r}")
+        return web.json_response({"id": id, "delivered": True}, status=202)
+
+    async def state(request: web.Request) -> Any:
+        id = request.match_info["id"]
+        # Central answers in order: a finished process's result comes before
+        # the answer to the lookup sent after it; a running one's never does.
+        result = central.ask(D.D_RESULT, id)
+        ok, where = await central.ask(D.D_WHEREIS, id)
+        if not result.done():
+            central.cancel(D.D_CANCEL, result)
+            if not ok or where is None:
+                return _error(web, 404, f"no durable process {id!r} in this journal")
+            return web.json_response({"id": id, "state": "running"})
+        ok, wire = result.result()
+        if not ok:
+            return _error(web, 404, f"no durable process {id!r} in this journal")
+        kind, detail = reason_from_wire(wire)
+        try:
+            shown = json.loads(json.dumps(detail))
+        except (TypeError, ValueError):
+            shown = repr(detail)
+        return web.json_response({"id": id, "state": "finished", "reason": kind, "result": shown})
+
+    app = web.Application(middlewares=[auth], client_max_size=max_body + 1)
+    app.router.add_post("/processes/{id}/messages", deliver)
+    app.router.add_get("/processes/{id}", state)
+    return app
+
+
+def serve(
+    host: str,
+    port: int,
+    tokens: frozenset[str],
+    max_body: int = DEFAULT_MAX_BODY,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Run the gateway in the calling process until SIGTERM or SIGINT;
+    ``ready(url)`` once it listens."""
+    import uvloop
+    from aiohttp import web
+
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    central = _Central(loop)
+    runner = web.AppRunner(make_app(central, tokens, max_body), access_log=None)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0]
+        if ready is not None:
+            ready(f"http://{bound[0]}:{bound[1]}")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        central.close()
+        loop.close()
+        asyncio.set_event_loop(None)

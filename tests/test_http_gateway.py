@@ -1,0 +1,213 @@
+"""occasional gateway: HTTP into durable mailboxes (API.md section 14, issue 16).
+
+Each test puts a durable collector in a journal (a runtime that spawns it
+and ends; the next runtime on the journal resumes it), starts the real
+``occasional gateway`` command on that journal, and talks to it with a real
+HTTP client over loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import occasional as occ
+
+import http_programs
+from conftest import descendants, reap_orphans, snapshot, wait_until_gone
+
+OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def put_collector(journal: str, id: str, n: int) -> None:
+    """A durable process ``id`` that receives ``n`` messages and returns them, in ``journal``."""
+    occ.run(http_programs.spawn_collector, id, n, journal=journal)
+
+
+class Gateway:
+    """``occasional gateway`` in an interpreter of its own, on ``journal``."""
+
+    def __init__(self, journal: str, *extra: str) -> None:
+        env = dict(os.environ, OCC_GATEWAY_TOKEN=TOKEN, PYTHONPATH=TESTS)
+        argv = [OCCASIONAL, "gateway", "--journal", journal, "--listen", "127.0.0.1:0", *extra]
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("occasional gateway: listening on "):
+            self.proc.kill()
+            _, err = self.proc.communicate()
+            raise AssertionError(f"the gateway did not start: {line!r} {err}")
+        self.url = line.split()[-1]
+        self.tree = snapshot([self.proc.pid, *descendants(self.proc.pid)])
+
+    def post(self, id: str, body: bytes | str, headers: dict[str, str] | None = None) -> httpx.Response:
+        return httpx.post(
+            f"{self.url}/processes/{id}/messages", content=body, headers=AUTH if headers is None else headers
+        )
+
+    def get(self, id: str) -> httpx.Response:
+        return httpx.get(f"{self.url}/processes/{id}", headers=AUTH)
+
+    def finished(self, id: str, timeout: float = 20.0) -> dict[str, object]:
+        end = time.monotonic() + timeout
+        while True:
+            got = self.get(id).json()
+            if got["state"] == "finished" or time.monotonic() > end:
+                return got
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.communicate(timeout=20)
+        assert wait_until_gone(self.tree, 5.0) == []
+        reap_orphans(self.tree)
+        return self.proc.returncode
+
+    def sigkill_everything(self) -> None:
+        """SIGKILL the gateway's interpreter and every process of its runtime at once."""
+        self.tree = snapshot([self.proc.pid, *descendants(self.proc.pid)])
+        for pid, _, _ in self.tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def gateway(journal: str) -> Iterator[Gateway]:
+    put_collector(journal, "inbox", 2)
+    gw = Gateway(journal)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def test_a_posted_json_body_lands_in_the_durable_processs_mailbox(gateway):
+    first = gateway.post("inbox", '{"order": 17, "items": ["a", "b"]}')
+    second = gateway.post("inbox", "[1, 2.5, null, true]")
+    assert (first.status_code, first.json(), second.status_code) == (202, {"id": "inbox", "delivered": True}, 202)
+    assert gateway.finished("inbox") == {
+        "id": "inbox",
+        "state": "finished",
+        "reason": "ok",
+        "result": [{"order": 17, "items": ["a", "b"]}, [1, 2.5, None, True]],
+    }
+
+
+def test_a_running_process_reports_running(gateway):
+    assert (gateway.get("inbox").status_code, gateway.get("inbox").json()) == (200, {"id": "inbox", "state": "running"})
+
+
+def test_a_request_without_a_valid_token_is_refused_and_delivers_nothing(gateway):
+    none = gateway.post("inbox", '"no token"', headers={})
+    wrong = gateway.post("inbox", '"wrong token"', headers={"Authorization": "Bearer not-it"})
+    basic = gateway.post("inbox", '"basic"', headers={"Authorization": "Basic czNjcmV0"})
+    assert [r.status_code for r in (none, wrong, basic)] == [401, 401, 401]
+    assert none.json() == {"error": "no valid bearer token: send Authorization: Bearer TOKEN"}
+    assert none.headers["WWW-Authenticate"] == "Bearer"
+    gateway.post("inbox", '"one"')
+    gateway.post("inbox", '"two"')
+    assert gateway.finished("inbox")["result"] == ["one", "two"]
+
+
+def test_a_body_that_is_not_json_is_refused_naming_the_problem_and_delivers_nothing(gateway):
+    bad = gateway.post("inbox", "{bad")
+    assert (bad.status_code, bad.json()["error"]) == (
+        400,
+        "the body is not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+    )
+    gateway.post("inbox", '"one"')
+    gateway.post("inbox", '"two"')
+    assert gateway.finished("inbox")["result"] == ["one", "two"]
+
+
+def test_an_unknown_id_is_answered_404_naming_it(gateway):
+    posted = gateway.post("nobody", '"hello"')
+    asked = gateway.get("nobody")
+    assert (posted.status_code, posted.json(), asked.status_code) == (
+        404,
+        {"error": "no durable process 'nobody' in this journal"},
+        404,
+    )
+
+
+def test_a_body_over_the_limit_is_answered_413_and_delivers_nothing(journal):
+    put_collector(journal, "inbox", 1)
+    gw = Gateway(journal, "--max-body", "64")
+    try:
+        big = gw.post("inbox", '"' + "x" * 100 + '"')
+        assert (big.status_code, big.json()) == (413, {"error": "the body is 102 bytes, over the limit of 64"})
+        gw.post("inbox", '"small"')
+        assert gw.finished("inbox")["result"] == ["small"]
+    finally:
+        assert gw.stop() == 0
+
+
+def test_a_message_answered_202_is_there_after_the_whole_runtime_is_sigkilled(journal):
+    put_collector(journal, "inbox", 2)
+    gw = Gateway(journal)
+    try:
+        assert gw.post("inbox", '"before the kill"').status_code == 202
+        gw.sigkill_everything()
+    finally:
+        gw.stop()
+    again = Gateway(journal)
+    try:
+        assert again.post("inbox", '"after the kill"').status_code == 202
+        assert again.finished("inbox")["result"] == ["before the kill", "after the kill"]
+    finally:
+        assert again.stop() == 0
+
+
+def test_twenty_concurrent_clients_each_keep_their_order(journal):
+    clients, each = 20, 10
+    put_collector(journal, "inbox", clients * each)
+    gw = Gateway(journal)
+    statuses: list[int] = []
+
+    def client(k: int) -> None:
+        with httpx.Client(headers=AUTH) as http:
+            for i in range(each):
+                r = http.post(f"{gw.url}/processes/inbox/messages", content=f"[{k}, {i}]")
+                statuses.append(r.status_code)
+
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        got = gw.finished("inbox")["result"]
+    finally:
+        assert gw.stop() == 0
+    assert statuses == [202] * (clients * each)
+    assert isinstance(got, list) and len(got) == clients * each
+    assert {k: [i for c, i in got if c == k] for k in range(clients)} == {k: list(range(each)) for k in range(clients)}
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["--listen", "localhost"], {"OCC_GATEWAY_TOKEN": TOKEN}, "--listen 'localhost' is not HOST:PORT"),
+        ([], {"OCC_GATEWAY_TOKEN": ""}, "no token: set OCC_GATEWAY_TOKEN, or pass --tokens FILE"),
+        (["--tokens", "/nonexistent/tokens"], {}, "cannot read the tokens file '/nonexistent/tokens'"),
+    ],
+)
+def test_a_gateway_that_cannot_start_as_asked_says_why_and_exits_2(tmp_path, args, env, says):
+    argv = [OCCASIONAL, "gateway", "--journal", str(tmp_path / "j.sqlite"), *args]
+    done = subprocess.run(argv, env=dict(os.environ, **env), capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stderr.startswith(f"occasional gateway: {says}")) == (2, True)
