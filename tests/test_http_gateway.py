@@ -199,6 +199,53 @@ def test_twenty_concurrent_clients_each_keep_their_order(journal):
     assert {k: [i for c, i in got if c == k] for k in range(clients)} == {k: list(range(each)) for k in range(clients)}
 
 
+def test_a_retried_post_with_the_same_idempotency_key_is_delivered_once(gateway):
+    first = gateway.post("inbox", '"paid"', headers={**AUTH, "Idempotency-Key": "order-17"})
+    retry = gateway.post("inbox", '"paid"', headers={**AUTH, "Idempotency-Key": "order-17"})
+    other = gateway.post("inbox", '"shipped"', headers={**AUTH, "Idempotency-Key": "order-18"})
+    assert [r.status_code for r in (first, retry, other)] == [202, 202, 202]
+    assert gateway.finished("inbox")["result"] == ["paid", "shipped"]
+
+
+def test_an_idempotency_key_is_remembered_across_a_restart_of_the_gateway(journal):
+    put_collector(journal, "inbox", 2)
+    keyed = {**AUTH, "Idempotency-Key": "job-1-done"}
+    gw = Gateway(journal)
+    try:
+        assert gw.post("inbox", '"done"', headers=keyed).status_code == 202
+    finally:
+        assert gw.stop() == 0
+    again = Gateway(journal)
+    try:
+        assert again.post("inbox", '"done"', headers=keyed).status_code == 202  # the caller's retry
+        assert again.post("inbox", '"next"').status_code == 202
+        assert again.finished("inbox")["result"] == ["done", "next"]
+    finally:
+        assert again.stop() == 0
+
+
+def test_an_idempotency_key_that_is_too_long_is_refused_and_delivers_nothing(gateway):
+    bad = gateway.post("inbox", '"x"', headers={**AUTH, "Idempotency-Key": "k" * 201})
+    assert (bad.status_code, bad.json()["error"].endswith("is not 1 to 200 printable characters")) == (400, True)
+    gateway.post("inbox", '"one"')
+    gateway.post("inbox", '"two"')
+    assert gateway.finished("inbox")["result"] == ["one", "two"]
+
+
+def test_a_durable_id_with_a_control_character_is_refused_naming_it(sqlite_journal):
+    def main():
+        from occasional import durable
+
+        try:
+            durable.spawn("inbox\x1fkey", http_programs.collect, 1)
+        except ValueError as e:
+            return str(e)
+
+    assert occ.run(main, journal=sqlite_journal) == (
+        "durable.spawn('inbox\\x1fkey', ...): id='inbox\\x1fkey' holds a control character; use printable text"
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [

@@ -32,7 +32,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _check_id(call: str, id: Any) -> str:
-    return check_text(call, "id", id, "a durable process has a stable string id")
+    check_text(call, "id", id, "a durable process has a stable string id")
+    if not D.is_durable_id(id):
+        raise ValueError(f"{call}: id={id!r} holds a control character; use printable text")
+    return id
 
 
 def spawn(id: str, f: Callable[..., Any], *args: Any) -> DurablePid:

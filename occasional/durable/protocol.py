@@ -68,12 +68,25 @@ def _packed_str_list(v: Any) -> bool:
     return type(got) is list and all(type(x) is str for x in got)
 
 
+# The sender of a send that carries an idempotency key instead of a durable
+# sender's number: "\x1f" + the key, with send_seq 1, so the mailbox's dedupe
+# of (sender, send_seq) delivers it once (the HTTP gateway's Idempotency-Key,
+# issue 16). A durable id holds no control character, so no sender id is one.
+KEY_SENDER = "\x1f"
+
+
+def is_durable_id(v: object) -> bool:
+    """A non-empty str without control characters (they would make a journal's
+    listing unreadable, and "\x1f" starts a key's sender, see KEY_SENDER)."""
+    return type(v) is str and v != "" and not any(ord(c) < 32 or ord(c) == 127 for c in v)
+
+
 _f, _is, _REQ, _DETAIL, decodable = P.field, P.is_, P.REQ, P.DETAIL, P.decodable
 _ID = _f("id", "a durable id (str)", _is(str))
 _EVENTS = _f("events", "a list of [seq, kind, name, body] (int >= 0, str, str, bytes)", _events)
 
 REQUESTS: dict[int, tuple[str, tuple[P.Field, ...]]] = {
-    D_SPAWN: ("D_SPAWN", (_REQ, _f("id", "a non-empty str", lambda v: type(v) is str and v != ""),
+    D_SPAWN: ("D_SPAWN", (_REQ, _f("id", "a non-empty str without control characters", is_durable_id),
                           _f("blob", "bytes", _is(bytes)), _f("function", "a str", _is(str)),
                           _f("sys_path", "msgpack bytes of a list of str", _packed_str_list),
                           _f("title", "a str", _is(str)))),

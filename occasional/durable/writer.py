@@ -259,8 +259,8 @@ class Writer:
         if events and me is not None:
             self._events(me, events)
         dest = self.states.get(dest_id)
-        if me is None:
-            sender = send_seq = None
+        if me is None and not (type(sender) is str and sender.startswith(D.KEY_SENDER) and send_seq == 1):
+            sender = send_seq = None  # numbered sends are a durable sender's; a key is anyone's
         if dest is not None and not dest.done:
             self._append(dest, body, sender, send_seq)
         elif dest is None and self.nodes is not None:

@@ -11,12 +11,20 @@ the loop watches (``Context.fileno``) so that central's answers reach it.
   flight at once, so one commit carries many (the writer's group commit).
 - ``GET /processes/{id}``: ``{"id", "state": "running"}``, or ``"finished"``
   with the ``reason`` and the ``result``.
+- ``Idempotency-Key``: see below.
 - Every request carries ``Authorization: Bearer TOKEN`` with a token of the
   gateway's; without one, ``401``. Unknown ids ``404``, bad JSON ``400``, a
   body over the limit ``413``: each with ``{"error": ...}`` naming the
   problem, and nothing journaled.
 
-Not built yet (issue 16): ``Idempotency-Key``, signed webhook URLs,
+An ``Idempotency-Key`` header makes a retried POST deliver once: the key
+rides on the send as its sender (``durable.protocol.KEY_SENDER``), which the
+journal's mailbox dedupes as it does a restarted durable sender's sends, and
+which it keeps across restarts. On a journal shared by nodes each node
+remembers the keys it took (a retry sent to another node's gateway is
+delivered again).
+
+Not built yet (issue 16): signed webhook URLs,
 ``POST /processes`` and ``@program``, the ``occasional up`` service kind.
 """
 
@@ -35,6 +43,7 @@ from ..core.context import current, reason_from_wire
 from ..durable import protocol as D
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes of one request's body
+MAX_KEY = 200  # characters of an Idempotency-Key
 TOKEN_ENV = "OCC_GATEWAY_TOKEN"
 
 
@@ -103,6 +112,10 @@ class _Central:
                     fut.set_result(answer)
 
 
+def _good_key(key: str) -> bool:
+    return 0 < len(key) <= MAX_KEY and key.isprintable()
+
+
 def _error(web: Any, status: int, message: str, **headers: str) -> Any:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
@@ -137,10 +150,16 @@ def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
             value = json.loads(raw)
         except ValueError as e:
             return _error(web, 400, f"the body is not JSON: {e}")
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not _good_key(key):
+            return _error(web, 400, f"Idempotency-Key {key[:80]!r} is not 1 to {MAX_KEY} printable characters")
         ok, where = await central.ask(D.D_WHEREIS, id)
         if not ok or where is None:
             return _error(web, 404, f"no durable process {id!r} in this journal")
-        ok, answer = await central.ask(D.D_SEND, id, codec.dumps(value), None, 0, [])
+        # With a key, the journal's dedupe of (sender, send_seq) takes it once:
+        # a retry is answered 202 again and delivers nothing more.
+        sender, seq = (D.KEY_SENDER + key, 1) if key is not None else (None, 0)
+        ok, answer = await central.ask(D.D_SEND, id, codec.dumps(value), sender, seq, [])
         if not ok:
             return _error(web, 500, f"the journal did not take the message: {answer!r}")
         return web.json_response({"id": id, "delivered": True}, status=202)
