@@ -88,6 +88,9 @@ def _gateway(args: argparse.Namespace) -> int:
     def ready(url: str) -> None:
         print(f"occasional gateway: listening on {url}", flush=True)
 
+    if port and not os.environ.get("OCC_GATEWAY_URL"):
+        # What http.webhook_url() puts in its URLs, in every process of the runtime.
+        os.environ["OCC_GATEWAY_URL"] = f"http://{host}:{port}"
     with runtime(journal=args.journal):
         serve(host, port, tokens, args.max_body or DEFAULT_MAX_BODY, ready)
     return 0
@@ -240,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Start a runtime on JOURNAL (resuming its durable processes) and serve HTTP: "
         "POST /processes/ID/messages delivers the JSON body to that durable process (202 once "
         "committed); GET /processes/ID gives its state and result. Every request needs "
-        "Authorization: Bearer TOKEN, a token of OCC_GATEWAY_TOKEN or of --tokens FILE. Stops on "
+        "Authorization: Bearer TOKEN, a token of OCC_GATEWAY_TOKEN or of --tokens FILE, but for "
+        "POSTs to the signed URLs of http.webhook_url() (OCC_GATEWAY_SECRET signs them; "
+        "OCC_GATEWAY_URL, by default http://HOST:PORT of --listen, is their address). Stops on "
         "SIGTERM or Ctrl-C (exit 0); exit 2 when it cannot start as asked (API.md section 14).",
     )
     gw_p.add_argument("--journal", required=True, metavar="JOURNAL", help="a journal path or postgresql:// URL")

@@ -21,3 +21,33 @@ def spawn_collector(id: str, n: int) -> None:
     from occasional import durable
 
     durable.spawn(id, collect, n)
+
+
+def write_line(path: str, text: str) -> None:
+    with open(path, "a") as f:
+        f.write(text + "\n")
+
+
+def await_webhooks(path: str, tags: list[str]) -> list[Any]:
+    """Make a webhook URL per tag, write them to ``path`` (a step: once), and
+    return the webhooks as they come, one per tag."""
+    from occasional import durable, http
+
+    urls = [http.webhook_url(tag) for tag in tags]
+    durable.step(write_line, path, " ".join(urls))
+    return [occ.receive(("webhook", occ.ANY, occ.ANY)) for _ in tags]
+
+
+def spawn_webhook_waiter(id: str, path: str, tags: list[str]) -> None:
+    from occasional import durable
+
+    durable.spawn(id, await_webhooks, path, tags)
+
+
+def url_without_gateway() -> str:
+    from occasional import http
+
+    try:
+        return http.webhook_url("x")
+    except RuntimeError as e:
+        return str(e)

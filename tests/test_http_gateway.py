@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from conftest import descendants, reap_orphans, snapshot, wait_until_gone
 
 OCCASIONAL = os.path.join(os.path.dirname(sys.executable), "occasional")
 TOKEN = "s3cret-token"
+SECRET = "webhook-signing-key"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -39,9 +41,9 @@ def put_collector(journal: str, id: str, n: int) -> None:
 class Gateway:
     """``occasional gateway`` in an interpreter of its own, on ``journal``."""
 
-    def __init__(self, journal: str, *extra: str) -> None:
-        env = dict(os.environ, OCC_GATEWAY_TOKEN=TOKEN, PYTHONPATH=TESTS)
-        argv = [OCCASIONAL, "gateway", "--journal", journal, "--listen", "127.0.0.1:0", *extra]
+    def __init__(self, journal: str, *extra: str, listen: str = "127.0.0.1:0") -> None:
+        env = dict(os.environ, OCC_GATEWAY_TOKEN=TOKEN, OCC_GATEWAY_SECRET=SECRET, PYTHONPATH=TESTS)
+        argv = [OCCASIONAL, "gateway", "--journal", journal, "--listen", listen, *extra]
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -243,6 +245,84 @@ def test_a_durable_id_with_a_control_character_is_refused_naming_it(sqlite_journ
 
     assert occ.run(main, journal=sqlite_journal) == (
         "durable.spawn('inbox\\x1fkey', ...): id='inbox\\x1fkey' holds a control character; use printable text"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def webhook_gateway(journal: str, tmp_path: Path, tags: list[str]) -> tuple[Gateway, list[str]]:
+    """A gateway on a known port, and the URLs of a durable process waiting for ``tags``."""
+    urls_file = str(tmp_path / "urls")
+    env = dict(os.environ, OCC_GATEWAY_SECRET=SECRET)
+    program = (
+        "import sys, occasional as occ, http_programs as h; "
+        "occ.run(h.spawn_webhook_waiter, 'waiter', sys.argv[1], sys.argv[3:], journal=sys.argv[2])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, urls_file, journal, *tags],
+        env=dict(env, PYTHONPATH=TESTS),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    gw = Gateway(journal, listen=f"127.0.0.1:{free_port()}")
+    end = time.monotonic() + 20
+    while not os.path.exists(urls_file) and time.monotonic() < end:
+        time.sleep(0.02)  # the resumed process writes its URLs as it starts
+    with open(urls_file) as f:
+        return gw, f.read().split()
+
+
+def test_a_post_to_a_webhook_url_lands_in_the_mailbox_once(journal, tmp_path):
+    gw, (done_url, failed_url) = webhook_gateway(journal, tmp_path, ["done", "failed"])
+    try:
+        assert done_url.startswith(f"{gw.url}/webhooks/waiter/done?sig=")
+        first = httpx.post(done_url, json={"job": 7, "ok": True})  # no token: the signature is the permission
+        again = httpx.post(done_url, json={"job": 7, "ok": True})  # the job service's retry
+        other = httpx.post(failed_url, content=b"plain text")
+        assert [r.status_code for r in (first, again, other)] == [202, 202, 202]
+        assert gw.finished("waiter")["result"] == [
+            ["webhook", "done", {"job": 7, "ok": True}],
+            ["webhook", "failed", "b'plain text'"],
+        ]
+    finally:
+        assert gw.stop() == 0
+
+
+def test_a_forged_or_altered_webhook_url_is_refused_and_delivers_nothing(journal, tmp_path):
+    gw, (url,) = webhook_gateway(journal, tmp_path, ["done"])
+    try:
+        base, sig = url.split("?sig=")
+        forged = base + "?sig=" + ("0" if sig[0] != "0" else "1") + sig[1:]
+        other_tag = base.replace("/done", "/cancelled") + "?sig=" + sig
+        unsigned = base
+        answers = [httpx.post(u, json={"x": 1}) for u in (forged, other_tag, unsigned)]
+        assert [(r.status_code, r.json()["error"]) for r in answers] == [
+            (403, "the webhook URL's signature does not match its id and tag")
+        ] * 3
+        assert httpx.post(url, json="real").status_code == 202
+        assert gw.finished("waiter")["result"] == [["webhook", "done", "real"]]
+    finally:
+        assert gw.stop() == 0
+
+
+def test_a_webhook_url_without_the_gateways_settings_says_what_to_set(sqlite_journal):
+    def main():
+        from occasional import durable
+
+        durable.spawn("no-gateway", http_programs.url_without_gateway)
+        return durable.result("no-gateway", timeout=20)
+
+    os.environ.pop("OCC_GATEWAY_URL", None)
+    assert occ.run(main, journal=sqlite_journal) == (
+        "ok",
+        "http.webhook_url('x'): set OCC_GATEWAY_URL (the gateway's URL as callers reach it) and "
+        "OCC_GATEWAY_SECRET (the key the gateway checks signatures with) in the runtime's environment",
     )
 
 

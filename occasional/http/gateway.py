@@ -24,7 +24,12 @@ which it keeps across restarts. On a journal shared by nodes each node
 remembers the keys it took (a retry sent to another node's gateway is
 delivered again).
 
-Not built yet (issue 16): signed webhook URLs,
+- ``POST /webhooks/{id}/{tag}?sig=...``: a URL ``webhook_url`` signed
+  (:mod:`occasional.http.webhooks`); no token, the signature is checked
+  (``403`` when it does not match), and ``("webhook", tag, body)`` is
+  delivered once per URL and Idempotency-Key.
+
+Not built yet (issue 16):
 ``POST /processes`` and ``@program``, the ``occasional up`` service kind.
 """
 
@@ -41,6 +46,7 @@ from typing import Any
 from ..core import codec
 from ..core.context import current, reason_from_wire
 from ..durable import protocol as D
+from . import webhooks
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes of one request's body
 MAX_KEY = 200  # characters of an Idempotency-Key
@@ -133,36 +139,77 @@ def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
 
     @web.middleware
     async def auth(request: web.Request, handler: Callable[[web.Request], Any]) -> Any:
+        if request.path.startswith("/webhooks/"):
+            return await handler(request)  # a webhook URL's signature is its permission
         if not await authorized(request):
             return _error(
                 web, 401, "no valid bearer token: send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"}
             )
         return await handler(request)
 
-    async def deliver(request: web.Request) -> Any:
-        id = request.match_info["id"]
+    async def body_of(request: web.Request) -> bytes | Any:
+        """The request's body, or the 413 answer."""
         if request.content_length is not None and request.content_length > max_body:
             return _error(web, 413, f"the body is {request.content_length} bytes, over the limit of {max_body}")
         raw = await request.content.read(max_body + 1)
         if len(raw) > max_body:
             return _error(web, 413, f"the body is over the limit of {max_body} bytes")
-        try:
-            value = json.loads(raw)
-        except ValueError as e:
-            return _error(web, 400, f"the body is not JSON: {e}")
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not _good_key(key):
-            return _error(web, 400, f"Idempotency-Key {key[:80]!r} is not 1 to {MAX_KEY} printable characters")
+        return raw
+
+    async def send(id: str, message: Any, key: str | None) -> Any:
+        """Append ``message`` to ``id``'s mailbox; the 202, or the 404."""
         ok, where = await central.ask(D.D_WHEREIS, id)
         if not ok or where is None:
             return _error(web, 404, f"no durable process {id!r} in this journal")
         # With a key, the journal's dedupe of (sender, send_seq) takes it once:
         # a retry is answered 202 again and delivers nothing more.
         sender, seq = (D.KEY_SENDER + key, 1) if key is not None else (None, 0)
-        ok, answer = await central.ask(D.D_SEND, id, codec.dumps(value), sender, seq, [])
+        ok, answer = await central.ask(D.D_SEND, id, codec.dumps(message), sender, seq, [])
         if not ok:
             return _error(web, 500, f"the journal did not take the message: {answer!r}")
         return web.json_response({"id": id, "delivered": True}, status=202)
+
+    def key_of(request: web.Request) -> str | None | Any:
+        """The Idempotency-Key (None without one), or the 400 answer."""
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not _good_key(key):
+            return _error(web, 400, f"Idempotency-Key {key[:80]!r} is not 1 to {MAX_KEY} printable characters")
+        return key
+
+    async def deliver(request: web.Request) -> Any:
+        raw = await body_of(request)
+        if not isinstance(raw, bytes):
+            return raw
+        try:
+            value = json.loads(raw)
+        except ValueError as e:
+            return _error(web, 400, f"the body is not JSON: {e}")
+        key = key_of(request)
+        if key is not None and not isinstance(key, str):
+            return key
+        return await send(request.match_info["id"], value, key)
+
+    async def webhook(request: web.Request) -> Any:
+        id, tag = request.match_info["id"], request.match_info["tag"]
+        key = webhooks.secret()
+        if key is None:
+            return _error(web, 404, f"webhooks are off: start the gateway with {webhooks.SECRET_ENV} set")
+        given = request.query.get("sig", "")
+        if not hmac.compare_digest(given.encode(), webhooks.signature(key, id, tag).encode()):
+            return _error(web, 403, "the webhook URL's signature does not match its id and tag")
+        raw = await body_of(request)
+        if not isinstance(raw, bytes):
+            return raw
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw  # not JSON: the bytes as sent
+        header = key_of(request)
+        if header is not None and not isinstance(header, str):
+            return header
+        # Once per URL, and per Idempotency-Key when the caller sends one.
+        once = f"webhook\x1f{tag}" + ("" if header is None else f"\x1f{header}")
+        return await send(id, ("webhook", tag, body), once)
 
     async def state(request: web.Request) -> Any:
         id = request.match_info["id"]
@@ -179,15 +226,16 @@ def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
         if not ok:
             return _error(web, 404, f"no durable process {id!r} in this journal")
         kind, detail = reason_from_wire(wire)
-        try:
-            shown = json.loads(json.dumps(detail))
-        except (TypeError, ValueError):
+        try:  # as JSON, with what JSON has no form for (bytes, an exception, an object) as its repr
+            shown = json.loads(json.dumps(detail, default=repr))
+        except ValueError:  # a float JSON cannot hold (nan, inf), or a circular value
             shown = repr(detail)
         return web.json_response({"id": id, "state": "finished", "reason": kind, "result": shown})
 
     app = web.Application(middlewares=[auth], client_max_size=max_body + 1)
     app.router.add_post("/processes/{id}/messages", deliver)
     app.router.add_get("/processes/{id}", state)
+    app.router.add_post("/webhooks/{id}/{tag}", webhook)
     return app
 
 
