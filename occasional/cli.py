@@ -79,6 +79,13 @@ def _gateway(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen(args.listen)
         tokens = load_tokens(args.tokens)
+        for name in filter(None, (args.programs or "").split(",")):
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())  # as `python -m` does: modules in the current directory
+            try:
+                importlib.import_module(name)  # its @occasional.http.program functions register themselves
+            except ImportError as e:
+                raise GatewayError(f"--programs: cannot import module {name!r}: {e}") from None
         if args.max_body is not None and args.max_body < 1:
             raise GatewayError(f"--max-body {args.max_body} is not a number of bytes >= 1")
     except GatewayError as e:
@@ -252,6 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     gw_p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080")
     gw_p.add_argument("--tokens", metavar="FILE", help="the tokens requests may carry, one per line")
     gw_p.add_argument("--max-body", type=int, metavar="BYTES", help="the largest body taken (default 1 MiB)")
+    gw_p.add_argument(
+        "--programs",
+        metavar="MODULE[,MODULE]",
+        help="modules whose @occasional.http.program functions POST /processes may start",
+    )
     gw_p.set_defaults(handler=_gateway)
     from .durable.cli import add_journal_command
 

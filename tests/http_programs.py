@@ -51,3 +51,15 @@ def url_without_gateway() -> str:
         return http.webhook_url("x")
     except RuntimeError as e:
         return str(e)
+
+
+def register_programs() -> None:
+    """What a module of the user's does at import: ``@occasional.http.program``."""
+    from occasional import http
+
+    http.program(collect)
+    http.program(name="greet")(greet)
+
+
+def greet(who: str, times: int) -> str:
+    return " ".join([f"hello {who}"] * times)

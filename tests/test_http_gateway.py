@@ -326,12 +326,62 @@ def test_a_webhook_url_without_the_gateways_settings_says_what_to_set(sqlite_jou
     )
 
 
+@pytest.fixture
+def programs_gateway(journal: str) -> Iterator[Gateway]:
+    gw = Gateway(journal, "--programs", "http_registered")
+    try:
+        yield gw
+    finally:
+        assert gw.stop() == 0
+
+
+def start(gw: Gateway, body: object) -> httpx.Response:
+    return httpx.post(f"{gw.url}/processes", json=body, headers=AUTH)
+
+
+def test_post_processes_starts_a_registered_program_as_a_durable_process(programs_gateway):
+    started = start(programs_gateway, {"id": "hello-1", "program": "greet", "args": ["ada", 2]})
+    assert (started.status_code, started.json()) == (201, {"id": "hello-1", "started": True})
+    assert programs_gateway.finished("hello-1") == {
+        "id": "hello-1",
+        "state": "finished",
+        "reason": "ok",
+        "result": "hello ada hello ada",
+    }
+
+
+def test_post_processes_with_an_id_already_there_starts_nothing(programs_gateway):
+    assert start(programs_gateway, {"id": "box", "program": "collect", "args": [1]}).status_code == 201
+    again = start(programs_gateway, {"id": "box", "program": "greet", "args": ["x", 1]})
+    assert (again.status_code, again.json()) == (200, {"id": "box", "started": False})
+    programs_gateway.post("box", '"only"')
+    assert programs_gateway.finished("box")["result"] == ["only"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"id": "x", "program": "rm -rf"}, "program 'rm -rf' is not registered with @occasional.http.program; known: "
+         "collect, greet"),
+        ({"id": "", "program": "greet"}, "id '' is not a non-empty string of printable characters"),
+        ({"id": "x", "program": "greet", "args": "ada"}, "args 'ada' is not a JSON array"),
+        ({"id": "x", "program": "greet", "code": "..."}, 'give {"id": ..., "program": ..., "args": [...]} and '
+         "nothing else"),
+    ],
+)  # fmt: skip
+def test_post_processes_refuses_what_it_cannot_start_naming_it(programs_gateway, body, says):
+    refused = start(programs_gateway, body)
+    assert (refused.status_code, refused.json()) == (400, {"error": says})
+    assert programs_gateway.get("x").status_code == 404  # nothing was started
+
+
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [
         (["--listen", "localhost"], {"OCC_GATEWAY_TOKEN": TOKEN}, "--listen 'localhost' is not HOST:PORT"),
         ([], {"OCC_GATEWAY_TOKEN": ""}, "no token: set OCC_GATEWAY_TOKEN, or pass --tokens FILE"),
         (["--tokens", "/nonexistent/tokens"], {}, "cannot read the tokens file '/nonexistent/tokens'"),
+        (["--programs", "no_such_module"], {"OCC_GATEWAY_TOKEN": TOKEN}, "--programs: cannot import module"),
     ],
 )
 def test_a_gateway_that_cannot_start_as_asked_says_why_and_exits_2(tmp_path, args, env, says):

@@ -11,6 +11,7 @@ gateway as a service kind of ``occasional up``. Needs the ``http`` extra
 from __future__ import annotations
 
 from .client import RequestError as RequestError, Response as Response, request as request
+from .programs import program as program
 from .webhooks import webhook_url as webhook_url
 
-__all__ = ["request", "Response", "RequestError", "webhook_url"]
+__all__ = ["request", "Response", "RequestError", "webhook_url", "program"]

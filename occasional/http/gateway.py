@@ -29,6 +29,11 @@ delivered again).
   (``403`` when it does not match), and ``("webhook", tag, body)`` is
   delivered once per URL and Idempotency-Key.
 
+- ``POST /processes`` with ``{"id", "program", "args"}`` starts a program
+  registered with ``@occasional.http.program`` as a durable process:
+  ``201``, or ``200`` with ``"started": false`` when the id is there already
+  (as ``durable.spawn``); an unregistered program ``400``, naming the known ones.
+
 Not built yet (issue 16):
 ``POST /processes`` and ``@program``, the ``occasional up`` service kind.
 """
@@ -40,13 +45,18 @@ import hmac
 import json
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from ..core import codec
+from ..core.api import describe_function, short_name
 from ..core.context import current, reason_from_wire
-from ..durable import protocol as D
+from ..durable import protocol as D, replay
 from . import webhooks
+from .programs import PROGRAMS
 
 DEFAULT_MAX_BODY = 1 << 20  # bytes of one request's body
 MAX_KEY = 200  # characters of an Idempotency-Key
@@ -232,7 +242,38 @@ def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
             shown = repr(detail)
         return web.json_response({"id": id, "state": "finished", "reason": kind, "result": shown})
 
+    async def start(request: web.Request) -> Any:
+        raw = await body_of(request)
+        if not isinstance(raw, bytes):
+            return raw
+        try:
+            spec = json.loads(raw)
+        except ValueError as e:
+            return _error(web, 400, f"the body is not JSON: {e}")
+        if not isinstance(spec, dict) or set(spec) - {"id", "program", "args"}:
+            return _error(web, 400, 'give {"id": ..., "program": ..., "args": [...]} and nothing else')
+        id, name, args = spec.get("id"), spec.get("program"), spec.get("args", [])
+        if not D.is_durable_id(id):
+            return _error(web, 400, f"id {id!r} is not a non-empty string of printable characters")
+        f = PROGRAMS.get(name) if isinstance(name, str) else None
+        if f is None:
+            known = ", ".join(sorted(PROGRAMS)) or "none (start the gateway with --programs MODULE)"
+            return _error(web, 400, f"program {name!r} is not registered with @occasional.http.program; known: {known}")
+        if not isinstance(args, list):
+            return _error(web, 400, f"args {args!r} is not a JSON array")
+        ok, where = await central.ask(D.D_WHEREIS, id)
+        if ok and where is not None:
+            return web.json_response({"id": id, "started": False})  # as durable.spawn: the one there stays
+        blob = codec.dump_function(replay.run, (id, f, tuple(args)))
+        ok, answer = await central.ask(
+            D.D_SPAWN, id, blob, describe_function(f), msgpack.packb(sys.path), f"occasional: {id} ({short_name(f)})"
+        )
+        if not ok:
+            return _error(web, 500, f"the journal did not start it: {answer!r}")
+        return web.json_response({"id": id, "started": True}, status=201)
+
     app = web.Application(middlewares=[auth], client_max_size=max_body + 1)
+    app.router.add_post("/processes", start)
     app.router.add_post("/processes/{id}/messages", deliver)
     app.router.add_get("/processes/{id}", state)
     app.router.add_post("/webhooks/{id}/{tag}", webhook)
