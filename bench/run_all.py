@@ -48,7 +48,7 @@ import _bench
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = [
     "pingpong", "oneway", "spawn", "many", "startup", "restart", "call", "port_restart", "port_lines", "up_many",
-    "net_echo", "net_oneway", "pty_expect", "durable_step", "durable_send", "durable_restart",
+    "net_echo", "net_oneway", "pty_expect", "http_gateway", "durable_step", "durable_send", "durable_restart",
 ]  # fmt: skip
 # Not in the default set: they need a PostgreSQL server's binaries and DBOS (issue 12).
 POSTGRES = ["durable_pg_step", "durable_pg_send", "durable_pg_restart", "durable_pg_takeover"]

@@ -166,11 +166,16 @@ def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
             return _error(web, 413, f"the body is over the limit of {max_body} bytes")
         return raw
 
+    known: set[str] = set()  # ids found in the journal: an id, once there, stays
+
     async def send(id: str, message: Any, key: str | None) -> Any:
         """Append ``message`` to ``id``'s mailbox; the 202, or the 404."""
-        ok, where = await central.ask(D.D_WHEREIS, id)
-        if not ok or where is None:
-            return _error(web, 404, f"no durable process {id!r} in this journal")
+        if id not in known:
+            ok, where = await central.ask(D.D_WHEREIS, id)
+            if not ok or where is None:
+                return _error(web, 404, f"no durable process {id!r} in this journal")
+            if len(known) < 100_000:
+                known.add(id)
         # With a key, the journal's dedupe of (sender, send_seq) takes it once:
         # a retry is answered 202 again and delivers nothing more.
         sender, seq = (D.KEY_SENDER + key, 1) if key is not None else (None, 0)
