@@ -74,18 +74,12 @@ def _up(args: argparse.Namespace) -> int:
 
 def _gateway(args: argparse.Namespace) -> int:
     from .core.runtime import runtime
-    from .http.gateway import DEFAULT_MAX_BODY, GatewayError, load_tokens, parse_listen, serve
+    from .http.gateway import DEFAULT_MAX_BODY, GatewayError, import_programs, load_tokens, parse_listen, serve
 
     try:
         host, port = parse_listen(args.listen)
         tokens = load_tokens(args.tokens)
-        for name in filter(None, (args.programs or "").split(",")):
-            if "" not in sys.path and os.getcwd() not in sys.path:
-                sys.path.insert(0, os.getcwd())  # as `python -m` does: modules in the current directory
-            try:
-                importlib.import_module(name)  # its @occasional.http.program functions register themselves
-            except ImportError as e:
-                raise GatewayError(f"--programs: cannot import module {name!r}: {e}") from None
+        import_programs([name for name in (args.programs or "").split(",") if name])
         if args.max_body is not None and args.max_body < 1:
             raise GatewayError(f"--max-body {args.max_body} is not a number of bytes >= 1")
     except GatewayError as e:

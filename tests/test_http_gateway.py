@@ -375,6 +375,44 @@ def test_post_processes_refuses_what_it_cannot_start_naming_it(programs_gateway,
     assert programs_gateway.get("x").status_code == 404  # nothing was started
 
 
+def test_the_gateway_runs_as_a_service_of_occasional_up(tmp_path):
+    journal = str(tmp_path / "journal.sqlite")
+    put_collector(journal, "inbox", 1)
+    port = free_port()
+    (tmp_path / "services.toml").write_text(
+        'journal = "journal.sqlite"\n'
+        "[services.gateway]\n"
+        'function = "occasional.http.gateway:service"\n'
+        f'args = ["127.0.0.1:{port}", "", ["http_registered"]]\n'
+        f'env = {{ OCC_GATEWAY_TOKEN = "{TOKEN}" }}\n'
+    )
+    env = dict(os.environ, PYTHONPATH=TESTS)
+    up = subprocess.Popen([OCCASIONAL, "up", str(tmp_path / "services.toml")], env=env, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        end = time.monotonic() + 20
+        while True:
+            try:
+                posted = httpx.post(f"{url}/processes/inbox/messages", content='"via up"', headers=AUTH)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
+        started = httpx.post(f"{url}/processes", json={"id": "g", "program": "greet", "args": ["up", 1]}, headers=AUTH)
+        assert (posted.status_code, started.status_code) == (202, 201)
+        while (got := httpx.get(f"{url}/processes/inbox", headers=AUTH).json())["state"] != "finished":
+            time.sleep(0.02)
+        assert got["result"] == ["via up"]
+    finally:
+        tree = snapshot([up.pid, *descendants(up.pid)])
+        up.send_signal(signal.SIGTERM)
+        _, err = up.communicate(timeout=30)
+        assert wait_until_gone(tree, 5.0) == []
+        reap_orphans(tree)
+    assert up.returncode == 0, err.decode()
+
+
 @pytest.mark.parametrize(
     ("args", "env", "says"),
     [

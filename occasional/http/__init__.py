@@ -1,10 +1,10 @@
 """HTTP in and out of durable processes (API.md section 14, issue 16).
 
-Built so far: :func:`request`, an HTTP request as a journaled step, and the
-gateway (``occasional gateway``, :mod:`occasional.http.gateway`) delivering
-JSON into durable mailboxes. Still to come: ``Idempotency-Key`` at the
-gateway, signed webhook URLs, ``POST /processes`` with ``@program``, the
-gateway as a service kind of ``occasional up``. Needs the ``http`` extra
+:func:`request`, an HTTP request as a journaled step; the gateway
+(``occasional gateway``, :mod:`occasional.http.gateway`) delivering JSON
+into durable mailboxes, once per ``Idempotency-Key``, and starting programs
+registered with :func:`program`; :func:`webhook_url`, signed URLs whose
+POSTs land once in the process that made them. Needs the ``http`` extra
 (``pip install occasional[http]``: httpx, aiohttp).
 """
 

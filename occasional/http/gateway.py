@@ -34,8 +34,7 @@ delivered again).
   ``201``, or ``200`` with ``"started": false`` when the id is there already
   (as ``durable.spawn``); an unregistered program ``400``, naming the known ones.
 
-Not built yet (issue 16):
-``POST /processes`` and ``@program``, the ``occasional up`` service kind.
+In ``occasional up`` the gateway is a function service: :func:`service`.
 """
 
 from __future__ import annotations
@@ -83,6 +82,43 @@ def load_tokens(path: str | None) -> frozenset[str]:
     if not token:
         raise GatewayError(f"no token: set {TOKEN_ENV}, or pass --tokens FILE (one token per line)")
     return frozenset({token})
+
+
+def import_programs(names: list[str]) -> None:
+    """Import the modules whose ``@occasional.http.program`` functions
+    ``POST /processes`` may start (from the current directory too, as
+    ``python -m`` does). Raises GatewayError naming one that does not import."""
+    import importlib
+
+    for name in names:
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise GatewayError(f"--programs: cannot import module {name!r}: {e}") from None
+
+
+def service(
+    listen: str = "127.0.0.1:8080",
+    tokens: str | None = None,
+    programs: list[str] | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> None:
+    """The gateway as a service of ``occasional up``: ``function =
+    "occasional.http.gateway:service"``, ``args = [LISTEN, TOKENS_FILE or "",
+    [MODULE, ...]]``, in a services file with a ``journal``. Tokens come from
+    the file, else from OCC_GATEWAY_TOKEN; webhook URLs need OCC_GATEWAY_URL
+    and OCC_GATEWAY_SECRET in ``up``'s environment (every process of the
+    runtime makes or checks them). Raises GatewayError on a bad argument, and
+    the service's supervisor sees it end."""
+    import logging
+
+    host, port = parse_listen(listen)
+    keys = load_tokens(tokens or None)
+    import_programs(list(programs or []))
+    log = logging.getLogger("occasional.http")
+    serve(host, port, keys, max_body, lambda url: log.warning("occasional gateway: listening on %s", url))
 
 
 def parse_listen(text: str) -> tuple[str, int]:
