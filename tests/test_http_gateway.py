@@ -226,6 +226,19 @@ def test_an_idempotency_key_is_remembered_across_a_restart_of_the_gateway(journa
         assert again.stop() == 0
 
 
+def test_a_retry_sent_to_another_nodes_gateway_on_a_shared_journal_is_delivered_once(postgres_url):
+    put_collector(postgres_url, "inbox", 2)
+    first, second = Gateway(postgres_url), Gateway(postgres_url)  # two nodes of one PostgreSQL journal
+    try:
+        keyed = {**AUTH, "Idempotency-Key": "invoice-9"}
+        assert first.post("inbox", '"paid"', headers=keyed).status_code == 202
+        assert second.post("inbox", '"paid"', headers=keyed).status_code == 202  # the client's retry, elsewhere
+        assert second.post("inbox", '"closed"').status_code == 202
+        assert first.finished("inbox")["result"] == ["paid", "closed"]
+    finally:
+        assert (second.stop(), first.stop()) == (0, 0)
+
+
 def test_an_idempotency_key_that_is_too_long_is_refused_and_delivers_nothing(gateway):
     bad = gateway.post("inbox", '"x"', headers={**AUTH, "Idempotency-Key": "k" * 201})
     assert (bad.status_code, bad.json()["error"].endswith("is not 1 to 200 printable characters")) == (400, True)

@@ -20,9 +20,9 @@ the loop watches (``Context.fileno``) so that central's answers reach it.
 An ``Idempotency-Key`` header makes a retried POST deliver once: the key
 rides on the send as its sender (``durable.protocol.KEY_SENDER``), which the
 journal's mailbox dedupes as it does a restarted durable sender's sends, and
-which it keeps across restarts. On a journal shared by nodes each node
-remembers the keys it took (a retry sent to another node's gateway is
-delivered again).
+which it keeps across restarts. On a PostgreSQL journal shared by nodes the
+mailbox's unique (process, sender, send_seq) drops a retry that another
+node's gateway takes, as it does a restarted sender's repeat.
 
 - ``POST /webhooks/{id}/{tag}?sig=...``: a URL ``webhook_url`` signed
   (:mod:`occasional.http.webhooks`); no token, the signature is checked
