@@ -167,6 +167,8 @@ class ErlangNode:
         self._buffer = b""
         self._directory: str | None = None
         self._busy = False  # an expression gave no answer in time: the loop reads no EOF now
+        self._helpers: list[tuple[int, int]] = []  # a VM's helpers, taken as it ended (see _ended)
+        self._started = 0  # the VM's start time (clock ticks since boot)
 
     @property
     def os_pid(self) -> int:
@@ -212,6 +214,8 @@ class ErlangNode:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        started = _stat(self.process.pid)
+        self._started = started[2] if started is not None else 0
         try:
             answer = self.eval("node().", timeout=START_TIMEOUT_S)
             if answer != quote_atom(self.name):
@@ -276,6 +280,9 @@ class ErlangNode:
 
     def _ended(self) -> str:
         assert self.process is not None
+        # Its helpers, while it still has them: once it is reaped they are orphans that stop()
+        # could no longer find among its descendants, left as the subreaper's zombies.
+        self._helpers = _descendants(self.process.pid)
         try:
             status = self.process.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -287,7 +294,11 @@ class ErlangNode:
         process = self.process
         if process is None:
             return
-        helpers = _descendants(process.pid)
+        helpers = _descendants(process.pid) if process.poll() is None else []
+        # A VM that ended by itself left its helpers to us (the subreaper): those taken as it
+        # ended, and any that were orphaned before that.
+        helpers += [h for h in [*self._helpers, *_orphaned_helpers(self._started)] if h not in helpers]
+        self._helpers = []
         try:
             if process.stdin is not None:
                 with contextlib.suppress(BrokenPipeError):
@@ -387,6 +398,25 @@ def _descendants(pid: int) -> list[tuple[int, int]]:
                 if stat is not None and all(kid != p for p, _ in found):
                     found.append((kid, stat[2]))
                     todo.append(kid)
+    return found
+
+
+def _orphaned_helpers(since: int) -> list[tuple[int, int]]:
+    """(pid, start time) of the ``erl_child_setup`` processes that are this process's children
+    and started at or after ``since``: a VM's helpers it orphaned, now ours as the subreaper."""
+    me, found = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        comm = raw[raw.index("(") + 1 : raw.rindex(")")]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if comm == "erl_child_setup" and int(fields[1]) == me and int(fields[19]) >= since:
+            found.append((int(entry), int(fields[19])))
     return found
 
 
