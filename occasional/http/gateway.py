@@ -164,100 +164,96 @@ class _Central:
                     fut.set_result(answer)
 
 
-def _good_key(key: str) -> bool:
-    return 0 < len(key) <= MAX_KEY and key.isprintable()
+class _Refused(Exception):
+    """A request answered with ``status`` and ``{"error": message}``; nothing was journaled."""
 
-
-def _error(web: Any, status: int, message: str, **headers: str) -> Any:
-    return web.json_response({"error": message}, status=status, headers=headers or None)
+    def __init__(self, status: int, message: str, **headers: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers
 
 
 def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
     from aiohttp import web
 
-    async def authorized(request: web.Request) -> bool:
-        given = request.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return False
+    def authorized(request: web.Request) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         token = token.strip()
-        return any(hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
+        return scheme.lower() == "bearer" and any(hmac.compare_digest(token.encode(), t.encode()) for t in tokens)
 
     @web.middleware
-    async def auth(request: web.Request, handler: Callable[[web.Request], Any]) -> Any:
-        if request.path.startswith("/webhooks/"):
-            return await handler(request)  # a webhook URL's signature is its permission
-        if not await authorized(request):
-            return _error(
-                web, 401, "no valid bearer token: send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"}
-            )
-        return await handler(request)
+    async def answer(request: web.Request, handler: Callable[[web.Request], Any]) -> Any:
+        """Bearer tokens (a webhook URL's signature is its own permission), and refusals as JSON."""
+        try:
+            if not request.path.startswith("/webhooks/") and not authorized(request):
+                raise _Refused(
+                    401, "no valid bearer token: send Authorization: Bearer TOKEN", **{"WWW-Authenticate": "Bearer"}
+                )
+            return await handler(request)
+        except _Refused as e:
+            return web.json_response({"error": e.message}, status=e.status, headers=e.headers or None)
 
-    async def body_of(request: web.Request) -> bytes | Any:
-        """The request's body, or the 413 answer."""
+    async def body_of(request: web.Request) -> bytes:
         if request.content_length is not None and request.content_length > max_body:
-            return _error(web, 413, f"the body is {request.content_length} bytes, over the limit of {max_body}")
+            raise _Refused(413, f"the body is {request.content_length} bytes, over the limit of {max_body}")
         raw = await request.content.read(max_body + 1)
         if len(raw) > max_body:
-            return _error(web, 413, f"the body is over the limit of {max_body} bytes")
+            raise _Refused(413, f"the body is over the limit of {max_body} bytes")
         return raw
+
+    async def json_of(request: web.Request) -> Any:
+        try:
+            return json.loads(await body_of(request))
+        except ValueError as e:
+            raise _Refused(400, f"the body is not JSON: {e}") from None
+
+    def key_of(request: web.Request) -> str | None:
+        """The Idempotency-Key, None without one."""
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= MAX_KEY and key.isprintable()):
+            raise _Refused(400, f"Idempotency-Key {key[:80]!r} is not 1 to {MAX_KEY} printable characters")
+        return key
 
     known: set[str] = set()  # ids found in the journal: an id, once there, stays
 
-    async def send(id: str, message: Any, key: str | None) -> Any:
-        """Append ``message`` to ``id``'s mailbox; the 202, or the 404."""
+    async def exists(id: str) -> bool:
         if id not in known:
             ok, where = await central.ask(D.D_WHEREIS, id)
             if not ok or where is None:
-                return _error(web, 404, f"no durable process {id!r} in this journal")
+                return False
             if len(known) < 100_000:
                 known.add(id)
+        return True
+
+    async def send(id: str, message: Any, key: str | None) -> Any:
+        """Append ``message`` to ``id``'s mailbox: 202 once committed."""
+        if not await exists(id):
+            raise _Refused(404, f"no durable process {id!r} in this journal")
         # With a key, the journal's dedupe of (sender, send_seq) takes it once:
         # a retry is answered 202 again and delivers nothing more.
         sender, seq = (D.KEY_SENDER + key, 1) if key is not None else (None, 0)
         ok, answer = await central.ask(D.D_SEND, id, codec.dumps(message), sender, seq, [])
         if not ok:
-            return _error(web, 500, f"the journal did not take the message: {answer!r}")
+            raise _Refused(500, f"the journal did not take the message: {answer!r}")
         return web.json_response({"id": id, "delivered": True}, status=202)
 
-    def key_of(request: web.Request) -> str | None | Any:
-        """The Idempotency-Key (None without one), or the 400 answer."""
-        key = request.headers.get("Idempotency-Key")
-        if key is not None and not _good_key(key):
-            return _error(web, 400, f"Idempotency-Key {key[:80]!r} is not 1 to {MAX_KEY} printable characters")
-        return key
-
     async def deliver(request: web.Request) -> Any:
-        raw = await body_of(request)
-        if not isinstance(raw, bytes):
-            return raw
-        try:
-            value = json.loads(raw)
-        except ValueError as e:
-            return _error(web, 400, f"the body is not JSON: {e}")
-        key = key_of(request)
-        if key is not None and not isinstance(key, str):
-            return key
-        return await send(request.match_info["id"], value, key)
+        value = await json_of(request)
+        return await send(request.match_info["id"], value, key_of(request))
 
     async def webhook(request: web.Request) -> Any:
         id, tag = request.match_info["id"], request.match_info["tag"]
-        key = webhooks.secret()
-        if key is None:
-            return _error(web, 404, f"webhooks are off: start the gateway with {webhooks.SECRET_ENV} set")
+        secret = webhooks.secret()
+        if secret is None:
+            raise _Refused(404, f"webhooks are off: start the gateway with {webhooks.SECRET_ENV} set")
         given = request.query.get("sig", "")
-        if not hmac.compare_digest(given.encode(), webhooks.signature(key, id, tag).encode()):
-            return _error(web, 403, "the webhook URL's signature does not match its id and tag")
+        if not hmac.compare_digest(given.encode(), webhooks.signature(secret, id, tag).encode()):
+            raise _Refused(403, "the webhook URL's signature does not match its id and tag")
         raw = await body_of(request)
-        if not isinstance(raw, bytes):
-            return raw
         try:
             body: Any = json.loads(raw)
         except ValueError:
             body = raw  # not JSON: the bytes as sent
         header = key_of(request)
-        if header is not None and not isinstance(header, str):
-            return header
         # Once per URL, and per Idempotency-Key when the caller sends one.
         once = f"webhook\x1f{tag}" + ("" if header is None else f"\x1f{header}")
         return await send(id, ("webhook", tag, body), once)
@@ -271,11 +267,11 @@ def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
         if not result.done():
             central.cancel(D.D_CANCEL, result)
             if not ok or where is None:
-                return _error(web, 404, f"no durable process {id!r} in this journal")
+                raise _Refused(404, f"no durable process {id!r} in this journal")
             return web.json_response({"id": id, "state": "running"})
         ok, wire = result.result()
         if not ok:
-            return _error(web, 404, f"no durable process {id!r} in this journal")
+            raise _Refused(404, f"no durable process {id!r} in this journal")
         kind, detail = reason_from_wire(wire)
         try:  # as JSON, with what JSON has no form for (bytes, an exception, an object) as its repr
             shown = json.loads(json.dumps(detail, default=repr))
@@ -284,36 +280,29 @@ def make_app(central: _Central, tokens: frozenset[str], max_body: int) -> Any:
         return web.json_response({"id": id, "state": "finished", "reason": kind, "result": shown})
 
     async def start(request: web.Request) -> Any:
-        raw = await body_of(request)
-        if not isinstance(raw, bytes):
-            return raw
-        try:
-            spec = json.loads(raw)
-        except ValueError as e:
-            return _error(web, 400, f"the body is not JSON: {e}")
+        spec = await json_of(request)
         if not isinstance(spec, dict) or set(spec) - {"id", "program", "args"}:
-            return _error(web, 400, 'give {"id": ..., "program": ..., "args": [...]} and nothing else')
+            raise _Refused(400, 'give {"id": ..., "program": ..., "args": [...]} and nothing else')
         id, name, args = spec.get("id"), spec.get("program"), spec.get("args", [])
-        if not D.is_durable_id(id):
-            return _error(web, 400, f"id {id!r} is not a non-empty string of printable characters")
+        if not isinstance(id, str) or not D.is_durable_id(id):
+            raise _Refused(400, f"id {id!r} is not a non-empty string of printable characters")
         f = PROGRAMS.get(name) if isinstance(name, str) else None
         if f is None:
-            known = ", ".join(sorted(PROGRAMS)) or "none (start the gateway with --programs MODULE)"
-            return _error(web, 400, f"program {name!r} is not registered with @occasional.http.program; known: {known}")
+            names = ", ".join(sorted(PROGRAMS)) or "none (start the gateway with --programs MODULE)"
+            raise _Refused(400, f"program {name!r} is not registered with @occasional.http.program; known: {names}")
         if not isinstance(args, list):
-            return _error(web, 400, f"args {args!r} is not a JSON array")
-        ok, where = await central.ask(D.D_WHEREIS, id)
-        if ok and where is not None:
+            raise _Refused(400, f"args {args!r} is not a JSON array")
+        if await exists(id):
             return web.json_response({"id": id, "started": False})  # as durable.spawn: the one there stays
         blob = codec.dump_function(replay.run, (id, f, tuple(args)))
         ok, answer = await central.ask(
             D.D_SPAWN, id, blob, describe_function(f), msgpack.packb(sys.path), f"occasional: {id} ({short_name(f)})"
         )
         if not ok:
-            return _error(web, 500, f"the journal did not start it: {answer!r}")
+            raise _Refused(500, f"the journal did not start it: {answer!r}")
         return web.json_response({"id": id, "started": True}, status=201)
 
-    app = web.Application(middlewares=[auth], client_max_size=max_body + 1)
+    app = web.Application(middlewares=[answer], client_max_size=max_body + 1)
     app.router.add_post("/processes", start)
     app.router.add_post("/processes/{id}/messages", deliver)
     app.router.add_get("/processes/{id}", state)
