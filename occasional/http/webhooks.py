@@ -17,6 +17,7 @@ import hmac
 import os
 import urllib.parse
 
+from ..core.api import slf
 from ..durable import api as durable
 from ..durable.context import current as durable_process
 
@@ -61,8 +62,6 @@ def webhook_url(tag: str | None = None) -> str:
         tag = str(durable.uuid4())
     elif not good_tag(tag):
         raise ValueError(f"{call}: the tag is not 1 to {MAX_TAG} printable characters")
-    from ..core.api import slf
-
     id = slf().durable_id  # type: ignore[attr-defined]  # a durable process's own address is a DurablePid
     quote = urllib.parse.quote
     return f"{base}/webhooks/{quote(id, safe='')}/{quote(tag, safe='')}?sig={signature(key, id, tag)}"

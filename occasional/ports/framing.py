@@ -73,7 +73,6 @@ _KEEP_PREFIXES = 4096
 # A list header and each item's bytes header, at most (msgpack array32, bin32).
 _LIST_HEADER = 5
 _ITEM_HEADER = 5
-_KEEP_BUFFER = 1 << 20
 # What a batch message holds besides its list: the frame header, two tuple
 # headers, the port and the tag (about 40 bytes; generously more).
 _BATCH_OVERHEAD = 256
@@ -90,13 +89,10 @@ def batch_encoder(port: Port, tag: str) -> Callable[[list[bytes]], bytes]:
     port_part = codec.dumps(port)
     tag_part = codec.dumps(tag)
     pack_len = HEADER.pack
-    packer = [msgpack.Packer(use_bin_type=True)]  # a list of bytes: no extension types
     limit = codec.MAX_MESSAGE - _BATCH_OVERHEAD
 
     def one(frames: list[bytes]) -> bytes:
-        body = packer[0].pack(frames)
-        if len(body) > _KEEP_BUFFER:
-            packer[0] = msgpack.Packer(use_bin_type=True)  # a Packer keeps its largest buffer (codec._KEEP_BUFFER)
+        body = msgpack.packb(frames, use_bin_type=True)  # a list of bytes: no extension types; once per read
         inner = 1 + len(tag_part) + len(body)
         inner_head = _ext_header(codec.EXT_TUPLE, inner)
         outer = 1 + len(port_part) + len(inner_head) + inner

@@ -167,7 +167,6 @@ class ErlangNode:
         self._buffer = b""
         self._directory: str | None = None
         self._busy = False  # an expression gave no answer in time: the loop reads no EOF now
-        self._helpers: list[tuple[int, int]] = []  # a VM's helpers, taken as it ended (see _ended)
         self._started = 0  # the VM's start time (clock ticks since boot)
 
     @property
@@ -280,9 +279,6 @@ class ErlangNode:
 
     def _ended(self) -> str:
         assert self.process is not None
-        # Its helpers, while it still has them: once it is reaped they are orphans that stop()
-        # could no longer find among its descendants, left as the subreaper's zombies.
-        self._helpers = _descendants(self.process.pid)
         try:
             status = self.process.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -295,10 +291,9 @@ class ErlangNode:
         if process is None:
             return
         helpers = _descendants(process.pid) if process.poll() is None else []
-        # A VM that ended by itself left its helpers to us (the subreaper): those taken as it
-        # ended, and any that were orphaned before that.
-        helpers += [h for h in [*self._helpers, *_orphaned_helpers(self._started)] if h not in helpers]
-        self._helpers = []
+        # A VM that ended by itself left its helpers to us (the subreaper): they are no longer
+        # among its descendants, and would be left as our zombies.
+        helpers += [h for h in _orphaned_helpers(self._started) if h not in helpers]
         try:
             if process.stdin is not None:
                 with contextlib.suppress(BrokenPipeError):
